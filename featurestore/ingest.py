@@ -1,0 +1,227 @@
+"""SMPD ingest: official files (either release) -> typed Arrow tables + an ingest report.
+
+Files of a split are row-aligned (FORMAT.md §1): row *i* of every file is the same post.
+We join by position, and wherever a file carries Pid/Uid (record files, the columnar user
+file, path-form image lists) we check that they agree with ``*_category.json``.
+
+Policy for bad rows (``IngestConfig.on_bad_row``):
+* ``"error"`` (default): the first bad value raises ``SMPDFormatError`` naming file, row, field;
+* ``"reject"``: the row is dropped from every table of its split and counted in the report
+  with its reason. Structural problems (missing file, broken JSON, row counts that differ)
+  always raise: there is no row to reject.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.smpd_layout import SplitFiles, SMPDFormatError, bad_value, locate_smpd
+from featurestore.smpd_io import check_rows, check_same, read_json, read_lines, record_columns
+from featurestore.smpd_users import read_user_file
+from featurestore.smpd_values import (
+    Problems, parse_float, parse_int, parse_pid, parse_str, parse_uid,
+)
+
+log = logging.getLogger(__name__)
+TABLES = ("posts", "labels", "categories", "text", "temporal", "additional", "users", "images")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Ingest options. ``image_root``: where image paths are resolved (default: the SMPD dir)."""
+
+    on_bad_row: str = "error"
+    check_images: bool = True
+    image_root: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "IngestConfig":
+        d = dict(d or {})
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"ingest: unknown parameter(s) {sorted(unknown)}")
+        cfg = cls(**d)
+        if cfg.on_bad_row not in ("error", "reject"):
+            raise ValueError(f"ingest.on_bad_row must be 'error' or 'reject', got {cfg.on_bad_row!r}")
+        return cfg
+
+
+def parse_image_list(lines: list[str], name: str, pid: pa.Array, uid: pa.Array, split: str,
+                     problems: Problems) -> dict[str, pa.Array]:
+    """Image list as paths ``<split>/<Uid>/<Pid>.jpg`` (checked against Pid/Uid) or Flickr URLs."""
+    paths: list[str | None] = []
+    urls: list[str | None] = []
+    pids, uids = pid.to_pylist(), uid.to_pylist()
+    for i, line in enumerate(lines):
+        entry = line.strip()
+        if entry.startswith(("http://", "https://")):
+            urls.append(entry)
+            paths.append(f"{split}/{uids[i]}/{pids[i]}.jpg")  # where the image archives unpack
+            continue
+        urls.append(None)
+        paths.append(entry)
+        parts = entry.split("/")
+        if len(parts) < 2 or parts[-2] != uids[i] or parts[-1].rsplit(".", 1)[0] != str(pids[i]):
+            problems.add(name, i, "path", f"does not match Uid/Pid {uids[i]}/{pids[i]}", entry)
+    return {"path": pa.array(paths, pa.string()), "url": pa.array(urls, pa.string())}
+
+
+def _category(files: SplitFiles, problems: Problems) -> dict[str, pa.Array]:
+    name = files["category"].name
+    cols = record_columns(read_json(files["category"]), name, ("Pid", "Uid", "Category", "Subcategory", "Concept"))
+    return {
+        "pid": parse_pid(cols["Pid"], name, problems),
+        "uid": parse_uid(cols["Uid"], name, problems),
+        "category": parse_str(cols["Category"], name, "Category", problems),
+        "subcategory": parse_str(cols["Subcategory"], name, "Subcategory", problems),
+        "concept": parse_str(cols["Concept"], name, "Concept", problems),
+    }
+
+
+def _keyed_file(files: SplitFiles, kind: str, keys: tuple[str, ...], ref: dict, problems: Problems) -> tuple[str, dict]:
+    """Read a record file, check its length and its Pid/Uid against the category file."""
+    path = files[kind]
+    cols = record_columns(read_json(path), path.name, ("Pid", "Uid") + keys)
+    check_rows(len(cols["Pid"]), len(ref["pid"]), path.name, files["category"].name)
+    check_same(parse_pid(cols["Pid"], path.name, problems), ref["pid"], path.name, "Pid", files["category"].name, problems)
+    check_same(pa.array([str(u) if u is not None else None for u in cols["Uid"]], pa.string()), ref["uid"],
+               path.name, "Uid", files["category"].name, problems)
+    return path.name, cols
+
+
+def parse_split(files: SplitFiles, problems: Problems) -> dict[str, dict[str, pa.Array]]:
+    """Parse all files of one split into column dicts keyed by table name (rows not yet filtered)."""
+    ref = _category(files, problems)
+    n = len(ref["pid"])
+    name, t = _keyed_file(files, "text", ("Title", "Alltags", "Mediatype"), ref, problems)
+    text = {"title": parse_str(t["Title"], name, "Title", problems, missing_to_null=False),
+            "alltags": parse_str(t["Alltags"], name, "Alltags", problems, missing_to_null=False),
+            "mediatype": parse_str(t["Mediatype"], name, "Mediatype", problems)}
+    name, s = _keyed_file(files, "temporal", ("Postdate", "Latitude", "Longitude", "Geoaccuracy"), ref, problems)
+    temporal = {"postdate": parse_int(s["Postdate"], name, "Postdate", problems, required=True),
+                "latitude": parse_float(s["Latitude"], name, "Latitude", problems),
+                "longitude": parse_float(s["Longitude"], name, "Longitude", problems),
+                "geoaccuracy": parse_int(s["Geoaccuracy"], name, "Geoaccuracy", problems)}
+    has_geo = pc.and_(pc.fill_null(pc.greater(temporal["geoaccuracy"], 0), False), pc.is_valid(temporal["longitude"]))
+    temporal["latitude"] = pc.if_else(has_geo, temporal["latitude"], None)
+    temporal["longitude"] = pc.if_else(has_geo, temporal["longitude"], None)
+    temporal["has_geo"] = has_geo
+    name, a = _keyed_file(files, "additional", ("Pathalias", "Ispublic", "Mediastatus"), ref, problems)
+    additional = {"pathalias": parse_str(a["Pathalias"], name, "Pathalias", problems),
+                  "ispublic": parse_int(a["Ispublic"], name, "Ispublic", problems),
+                  "mediastatus": parse_str(a["Mediastatus"], name, "Mediastatus", problems)}
+    users = read_user_file(files["user"], ref, problems)
+    check_rows(len(users["uid"]), n, files["user"].name, files["category"].name)
+    lines = read_lines(files["image_list"])
+    check_rows(len(lines), n, files["image_list"].name, files["category"].name)
+    images = parse_image_list(lines, files["image_list"].name, ref["pid"], ref["uid"], files.split, problems)
+    out = {"categories": {"pid": ref["pid"], **{k: ref[k] for k in ("category", "subcategory", "concept")}},
+           "text": text, "temporal": temporal, "additional": additional, "users": users, "images": images,
+           "posts": {"pid": ref["pid"], "uid": ref["uid"], "postdate": temporal["postdate"]}}
+    if "label" in files.paths:
+        labels = read_lines(files["label"])
+        check_rows(len(labels), n, files["label"].name, files["category"].name)
+        first = [ln.strip().split(" ")[0] for ln in labels]  # allow trailing whitespace / extra fields
+        out["labels"] = {"label": parse_float(first, files["label"].name, "label", problems, required=True)}
+    return out
+
+
+def flag_duplicates(pid: pa.Array, name: str, problems: Problems, seen: set[int]) -> None:
+    """Report a Pid seen earlier in this split or in an earlier split; the first occurrence is kept."""
+    values = pid.to_numpy(zero_copy_only=False)
+    _, first = np.unique(values, return_index=True)
+    dup = np.ones(len(values), dtype=bool)
+    dup[first] = False
+    dup |= np.isin(values, np.fromiter(seen, dtype=np.int64, count=len(seen)))
+    for i in np.flatnonzero(dup):
+        problems.add(name, int(i), "Pid", "duplicate Pid", int(values[i]))
+
+
+def _kept_mask(n: int, problems: Problems) -> np.ndarray:
+    keep = np.ones(n, dtype=bool)
+    if problems.rows:
+        keep[np.fromiter(problems.rows, dtype=np.int64)] = False
+    return keep
+
+
+def _image_exists(paths: pa.Array, root: Path) -> pa.Array:
+    base = str(root)
+    return pa.array([p is not None and os.path.isfile(os.path.join(base, p)) for p in paths.to_pylist()], pa.bool_())
+
+
+def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[dict[str, pa.Table], dict]:
+    """Parse an SMPD directory into tables (sorted by pid) and a report that accounts for every row.
+
+    Returns ``(tables, report)``; ``tables`` has the keys in ``TABLES``.
+    """
+    smpd_dir = Path(smpd_dir)
+    located = locate_smpd(smpd_dir)
+    parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
+    report: dict = {"smpd_dir": str(smpd_dir), "policy": config.on_bad_row, "files": {}, "splits": {}, "rejections": []}
+    seen: set[int] = set()
+    for split, files in located.items():
+        problems = Problems(policy=config.on_bad_row)
+        cols = parse_split(files, problems)
+        flag_duplicates(pc.fill_null(cols["posts"]["pid"], -1), files["category"].name, problems, seen)
+        n = len(cols["posts"]["pid"])
+        keep = _kept_mask(n, problems)
+        seen.update(cols["posts"]["pid"].to_numpy(zero_copy_only=False)[keep].astype(np.int64).tolist())
+        cols["posts"].update(split=pa.array(np.full(n, split)), row=pa.array(np.arange(n, dtype=np.int32)),
+                             labelled=pa.array(np.full(n, "labels" in cols)))
+        mask = pa.array(keep)
+        for table, c in cols.items():
+            c = c if "pid" in c else {"pid": cols["posts"]["pid"], **c}
+            parts[table].append(pa.table(c).filter(mask))
+        kept = int(keep.sum())
+        for path in files.paths.values():
+            report["files"][path.name] = {"split": split, "path": str(path.relative_to(smpd_dir)),
+                                          "rows_read": n, "rows_kept": kept, "rows_rejected": n - kept}
+        report["splits"][split] = {"release": files.release, "user_form": cols["users"]["user_form"][0].as_py() if n else None,
+                                   "rows_read": n, "rows_kept": kept, "rows_rejected": n - kept,
+                                   "rejected_by_reason": dict(sorted(problems.reasons.items()))}
+        report["rejections"] += [dict(e, split=split) for e in problems.examples]
+    tables = {t: pa.concat_tables(p, promote_options="default").sort_by("pid") for t, p in parts.items() if p}
+    if "labels" not in tables:
+        raise SMPDFormatError(f"{smpd_dir}: no labelled posts")
+    root = Path(config.image_root) if config.image_root else smpd_dir
+    exists = _image_exists(tables["images"]["path"], root) if config.check_images else pa.nulls(tables["images"].num_rows, pa.bool_())
+    tables["images"] = tables["images"].append_column("exists", exists)
+    _finish_report(report, tables, config)
+    return tables, report
+
+
+def _finish_report(report: dict, tables: dict[str, pa.Table], config: IngestConfig) -> None:
+    """Totals and the invariant: rows read = rows kept + rows rejected, kept = rows in every table."""
+    splits = report["splits"].values()
+    report["posts_read"] = sum(s["rows_read"] for s in splits)
+    report["posts_kept"] = sum(s["rows_kept"] for s in splits)
+    report["posts_rejected"] = sum(s["rows_rejected"] for s in splits)
+    report["tables"] = {name: t.num_rows for name, t in tables.items()}
+    ex = tables["images"]["exists"]
+    present = int(pc.sum(ex).as_py() or 0) if config.check_images else None
+    report["images"] = {"listed": tables["images"].num_rows, "checked": config.check_images, "present": present,
+                        "missing": None if present is None else tables["images"].num_rows - present}
+    bad = {k: v for k, v in report["tables"].items() if k != "labels" and v != report["posts_kept"]}
+    assert not bad and report["posts_read"] == report["posts_kept"] + report["posts_rejected"], report
+
+
+def write_tables(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, Path]:
+    """Write each table as ``<out_dir>/<name>.parquet`` (zstd, deterministic bytes)."""
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name, table in tables.items():
+        path = out_dir / f"{name}.parquet"
+        pq.write_table(table, path, compression="zstd")
+        written[name] = path
+    return written

@@ -1,0 +1,101 @@
+"""The SMPD user-profile file in its two physical forms (FORMAT.md §7).
+
+* 7a records: a JSON array of per-post objects, no Pid/Uid, joined by position;
+  ``timezone_timezone_id``; descriptions may be vectors of ~400 comma-separated floats.
+* 7b columns: one JSON object in pandas "columns" orientation, ``{column: {"<row>": value}}``,
+  with Uid and Pid columns that we check against the category file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from featurestore.smpd_io import check_same, read_json
+from featurestore.smpd_layout import bad_value
+from featurestore.smpd_values import (
+    Problems, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
+)
+
+USER_FIELDS = ("photo_firstdate", "photo_count", "ispro", "canbuypro", "timezone_offset",
+               "photo_firstdatetaken", "timezone_id", "user_description", "location_description")
+RENAMES = {"timezone_timezone_id": "timezone_id"}
+
+
+def _columns_from_records(data: list, name: str) -> dict[str, list]:
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise bad_value(name, i, None, f"expected a JSON object, got {type(rec).__name__}")
+    keys = set(USER_FIELDS) | {"Pid", "Uid"}
+    cols = {k: [rec.get(k) for rec in data] for k in keys}
+    for old, new in RENAMES.items():
+        if any(old in rec for rec in data[:1]):
+            cols[new] = [rec.get(old) for rec in data]
+    return cols
+
+
+def _columns_from_columnar(data: dict, name: str) -> dict[str, list]:
+    """Rebuild row order from the stringified 0-based row index shared by every column."""
+    index: list[str] | None = None
+    cols: dict[str, list] = {}
+    for col, inner in data.items():
+        if not isinstance(inner, dict):
+            raise bad_value(name, None, col, "columnar user file: each column must be an object {row: value}")
+        if index is None:
+            try:
+                index = sorted(inner, key=int)
+            except ValueError:
+                bad = next(k for k in inner if not k.lstrip("-").isdigit())
+                raise bad_value(name, None, col, f"row key {bad!r} is not an integer") from None
+            if [int(k) for k in index] != list(range(len(index))):
+                raise bad_value(name, None, col, "row keys are not 0..n-1 (rows missing or duplicated)")
+        elif len(inner) != len(index) or any(k not in inner for k in index):
+            raise bad_value(name, None, col, "column rows differ from the first column's rows")
+        cols[RENAMES.get(col, col)] = [inner[k] for k in index]
+    n = len(index or [])
+    return {k: cols.get(k, [None] * n) for k in set(USER_FIELDS) | {"Pid", "Uid"}}
+
+
+def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems) -> dict[str, pa.Array]:
+    """Parse a user file of either form into columns aligned with the category file rows."""
+    name = path.name
+    data = read_json(path)
+    if isinstance(data, list):
+        cols, form = _columns_from_records(data, name), "records"
+    elif isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+        cols, form = _columns_from_columnar(data, name), "columns"
+    else:
+        raise bad_value(name, None, None, "expected a JSON array of records (7a) or a columnar object (7b)")
+    n = len(cols["Uid"])
+    if n == len(ref["pid"]):
+        if any(v is not None for v in cols["Pid"]):
+            check_same(parse_pid(cols["Pid"], name, problems), ref["pid"], name, "Pid", "category file", problems)
+        if any(v is not None for v in cols["Uid"]):
+            check_same(pa.array([None if v is None else str(v) for v in cols["Uid"]], pa.string()),
+                       ref["uid"], name, "Uid", "category file", problems)
+    text_u, vec_u = parse_description(cols["user_description"], name, "user_description", problems)
+    text_l, vec_l = parse_description(cols["location_description"], name, "location_description", problems)
+    out = {
+        "uid": ref["uid"] if n == len(ref["pid"]) else pa.nulls(n, pa.string()),
+        "photo_firstdate": parse_datetime_epoch(cols["photo_firstdate"], name, "photo_firstdate", problems),
+        "photo_count": parse_int(cols["photo_count"], name, "photo_count", problems),
+        "ispro": parse_int(cols["ispro"], name, "ispro", problems),
+        "canbuypro": parse_int(cols["canbuypro"], name, "canbuypro", problems),
+        "timezone_offset": pa.array([None if v is None else str(v) for v in cols["timezone_offset"]], pa.string()),
+        "tz_offset_minutes": parse_tz_column(cols["timezone_offset"], name, "timezone_offset", problems),
+        "photo_firstdatetaken": parse_datetime_epoch(cols["photo_firstdatetaken"], name, "photo_firstdatetaken", problems),
+        "timezone_id": pa.array([None if v is None else str(v) for v in cols["timezone_id"]], pa.string()),
+        "user_description": text_u,
+        "location_description": text_l,
+        "user_form": pa.array(np.full(n, form)),
+    }
+    out["timezone_offset"] = pc.if_else(pc.is_in(out["timezone_offset"], pa.array(["None", "", "\n", "nan"])),
+                                        None, out["timezone_offset"])
+    if vec_u is not None:
+        out["user_description_vec"] = vec_u
+    if vec_l is not None:
+        out["location_description_vec"] = vec_l
+    return out

@@ -1,0 +1,211 @@
+"""Value parsers for SMPD columns: string numbers, missing markers, Uids, timestamps.
+
+Every parser takes a column as a Python list of raw JSON values and returns a pyarrow
+array of the same length. A value that cannot be parsed is reported to a ``Problems``
+collector, which either raises at once (naming file, row and field) or records the row
+as rejected, depending on the ingest policy.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from featurestore.smpd_layout import bad_value
+
+# FORMAT.md §1: "None" (Pathalias), "" (Longitude), "\n" (location_description), JSON null.
+MISSING_MARKERS = frozenset({"None", "", "\n", "null", "NaN", "nan"})
+UID_RE = re.compile(r"^\d+@N\d+$")
+TZ_RE = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})?$")
+
+
+def is_missing(value: object) -> bool:
+    """True for JSON null, NaN and the SMPD missing-value strings."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip(" \r\n\t") in MISSING_MARKERS
+
+
+@dataclass
+class Problems:
+    """Collects bad values. ``policy='error'`` raises on the first; ``'reject'`` records the row."""
+
+    policy: str = "error"
+    rows: dict[int, str] = field(default_factory=dict)  # row -> first reason
+    examples: list[dict] = field(default_factory=list)
+    reasons: Counter = field(default_factory=Counter)
+    max_examples: int = 100
+
+    def add(self, file: str, row: int, fld: str, reason: str, value: object) -> None:
+        if self.policy == "error":
+            raise bad_value(file, row, fld, f"{reason} (value {value!r})")
+        if row not in self.rows:
+            self.rows[row] = reason
+            self.reasons[reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append({"file": file, "row": row, "field": fld, "reason": reason, "value": repr(value)[:80]})
+
+
+def parse_float(values: list, file: str, fld: str, problems: Problems, *, required: bool = False) -> pa.Array:
+    """Parse string/number values to float64; missing markers become null (or a problem if required)."""
+    out: list[float | None] = [None] * len(values)
+    for i, v in enumerate(values):
+        if is_missing(v):
+            if required:
+                problems.add(file, i, fld, "missing value", v)
+            continue
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            problems.add(file, i, fld, "not a number", v)
+            continue
+        if not math.isfinite(x):
+            problems.add(file, i, fld, "not a finite number", v)
+            continue
+        out[i] = x
+    return pa.array(out, type=pa.float64())
+
+
+def parse_int(values: list, file: str, fld: str, problems: Problems, *, required: bool = False) -> pa.Array:
+    """Parse integer strings or integral floats (``"1"``, ``1813.0``) to int64."""
+    out: list[int | None] = [None] * len(values)
+    for i, v in enumerate(values):
+        if is_missing(v):
+            if required:
+                problems.add(file, i, fld, "missing value", v)
+            continue
+        try:
+            x = int(v) if isinstance(v, (int, str)) and not isinstance(v, bool) else None
+        except ValueError:
+            x = None
+        if x is None:
+            try:
+                f = float(v)
+                x = int(f) if f.is_integer() else None
+            except (TypeError, ValueError, OverflowError):
+                x = None
+        if x is None:
+            problems.add(file, i, fld, "not an integer", v)
+            continue
+        out[i] = x
+    return pa.array(out, type=pa.int64())
+
+
+def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_to_null: bool = True) -> pa.Array:
+    """Strings as-is; missing markers become null when ``missing_to_null``. Non-strings are problems."""
+    out: list[str | None] = [None] * len(values)
+    for i, v in enumerate(values):
+        if v is None or (missing_to_null and is_missing(v)):
+            continue
+        if not isinstance(v, str):
+            problems.add(file, i, fld, "not a string", v)
+            continue
+        out[i] = v
+    return pa.array(out, type=pa.string())
+
+
+def parse_uid(values: list, file: str, problems: Problems) -> pa.Array:
+    """Uids must match ``^\\d+@N\\d+$``."""
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not UID_RE.match(v):
+            problems.add(file, i, "Uid", "bad Uid (expected <digits>@N<digits>)", v)
+    return pa.array([v if isinstance(v, str) else None for v in values], type=pa.string())
+
+
+def parse_pid(values: list, file: str, problems: Problems) -> pa.Array:
+    """Pids are decimal integers, as a JSON string or number, and positive."""
+    arr = parse_int(values, file, "Pid", problems, required=True)
+    for i, v in enumerate(arr.to_pylist()):
+        if v is not None and v <= 0:
+            problems.add(file, i, "Pid", "Pid must be positive", values[i])
+    return arr
+
+
+def parse_tz_minutes(value: object) -> int | None:
+    """UTC offset in minutes from ``"+01:00"``/``"-0800"``/``"UTC+5:30"`` or an hour count ``"1"``."""
+    if is_missing(value):
+        return None
+    if isinstance(value, (int, float)):
+        return int(round(float(value) * 60))
+    text = str(value).strip()
+    m = TZ_RE.match(text)
+    if m:
+        sign = -1 if m.group(1) == "-" else 1
+        return sign * (int(m.group(2)) * 60 + int(m.group(3) or 0))
+    try:
+        return int(round(float(text) * 60))
+    except ValueError:
+        return None
+
+
+def parse_tz_column(values: list, file: str, fld: str, problems: Problems) -> pa.Array:
+    """Timezone offsets to minutes east of UTC; an unparsable non-missing value is a problem."""
+    out: list[int | None] = []
+    for i, v in enumerate(values):
+        m = parse_tz_minutes(v)
+        if m is None and not is_missing(v):
+            problems.add(file, i, fld, "unparsable UTC offset", v)
+        if m is not None and abs(m) > 14 * 60:
+            problems.add(file, i, fld, "UTC offset out of range", v)
+            m = None
+        out.append(m)
+    return pa.array(out, type=pa.int32())
+
+
+def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems) -> pa.Array:
+    """Epoch seconds from an epoch number/string or a ``YYYY-MM-DD HH:MM:SS`` string (UTC)."""
+    out: list[int | None] = [None] * len(values)
+    for i, v in enumerate(values):
+        if is_missing(v):
+            continue
+        text = str(v).strip()
+        try:
+            out[i] = int(float(text))
+            continue
+        except ValueError:
+            pass
+        try:
+            dt = datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+            out[i] = int(dt.timestamp())
+        except ValueError:
+            problems.add(file, i, fld, "not an epoch or YYYY-MM-DD HH:MM:SS datetime", v)
+    return pa.array(out, type=pa.int64())
+
+
+def parse_description(values: list, file: str, fld: str, problems: Problems) -> tuple[pa.Array, pa.Array | None]:
+    """Split a description column into (text, vector).
+
+    The 2019/2020 user file stores a pre-computed vector of >=399 comma-separated floats
+    (all zeros = no description); the 2022+ file stores raw text. Returns a string array
+    (null where the value is a vector or missing) and a list<float32> array or ``None``
+    when no row holds a vector.
+    """
+    texts: list[str | None] = [None] * len(values)
+    vecs: list[list[float] | None] = [None] * len(values)
+    any_vec = False
+    for i, v in enumerate(values):
+        if is_missing(v):
+            continue
+        if not isinstance(v, str):
+            problems.add(file, i, fld, "not a string", v)
+            continue
+        parts = v.strip().rstrip(",").split(",")
+        if len(parts) >= 399:
+            try:
+                vec = [float(p) for p in parts]
+            except ValueError:
+                vec = None
+            if vec is not None:
+                any_vec = True
+                vecs[i] = vec if any(vec) else None
+                continue
+        texts[i] = v
+    vec_arr = pa.array(vecs, type=pa.list_(pa.float32())) if any_vec else None
+    return pa.array(texts, type=pa.string()), vec_arr
