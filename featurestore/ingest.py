@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +42,9 @@ class IngestConfig:
     check_images: bool = True
     image_root: str | None = None
 
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "IngestConfig":
-        d = dict(d or {})
-        unknown = set(d) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"ingest: unknown parameter(s) {sorted(unknown)}")
-        cfg = cls(**d)
-        if cfg.on_bad_row not in ("error", "reject"):
-            raise ValueError(f"ingest.on_bad_row must be 'error' or 'reject', got {cfg.on_bad_row!r}")
-        return cfg
+    def __post_init__(self) -> None:
+        if self.on_bad_row not in ("error", "reject"):
+            raise ValueError(f"ingest.on_bad_row must be 'error' or 'reject', got {self.on_bad_row!r}")
 
 
 def parse_image_list(lines: list[str], name: str, pid: pa.Array, uid: pa.Array, split: str,

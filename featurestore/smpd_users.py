@@ -94,8 +94,7 @@ def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems) -> 
     }
     out["timezone_offset"] = pc.if_else(pc.is_in(out["timezone_offset"], pa.array(["None", "", "\n", "nan"])),
                                         None, out["timezone_offset"])
-    if vec_u is not None:
-        out["user_description_vec"] = vec_u
-    if vec_l is not None:
-        out["location_description_vec"] = vec_l
+    # Always present (null in the 2022+ text form) so every release has one schema.
+    out["user_description_vec"] = vec_u if vec_u is not None else pa.nulls(n, pa.list_(pa.float32()))
+    out["location_description_vec"] = vec_l if vec_l is not None else pa.nulls(n, pa.list_(pa.float32()))
     return out

@@ -1,0 +1,67 @@
+"""Every table of the feature store, declared as data: name, file, key, timestamp, version, stage.
+
+Stages write the files; ``catalog.build_catalog`` turns this registry into DuckDB views and
+the ``feature_registry`` table. A new table or feature group is one more ``TableSpec`` here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSpec:
+    """One Parquet table of the store. ``path`` is relative to the work root."""
+
+    name: str
+    path: str
+    stage: str
+    key: tuple[str, ...] = ("pid",)
+    timestamp: str | None = None
+    version: int = 1
+    kind: str = "table"  # "table" (raw/ingested), "feature_group", "prediction"
+    description: str = ""
+
+
+_REGISTRY: dict[str, TableSpec] = {}
+
+
+def register_table(spec: TableSpec) -> TableSpec:
+    """Add a table to the registry; a name can be registered once."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"table {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_table(name: str) -> TableSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown table {name!r}; known: {sorted(_REGISTRY)}") from None
+
+
+def list_tables(kind: str | None = None) -> list[TableSpec]:
+    return [s for s in _REGISTRY.values() if kind is None or s.kind == kind]
+
+
+_INGEST = {
+    "posts": "one row per post: pid, uid, postdate (epoch s), source split (train/test file), row in file",
+    "labels": "popularity label of each labelled (train-file) post",
+    "categories": "category / subcategory / concept of each post",
+    "text": "title, space-separated tags and media type",
+    "temporal": "post date, latitude/longitude (null without geotag), geo accuracy",
+    "additional": "Pathalias (null for 'None'), Ispublic, Mediastatus",
+    "users": "official user-profile fields per post, typed (timezone offset in minutes)",
+    "images": "relative image path, Flickr URL (2019 release), exists flag",
+}
+for _name, _desc in _INGEST.items():
+    register_table(TableSpec(name=_name, path=f"data/tables/{_name}.parquet", stage="ingest",
+                             timestamp="postdate" if _name in ("posts", "temporal") else None, description=_desc))
+register_table(TableSpec(name="split", path="data/split.parquet", stage="split", timestamp="postdate",
+                         description="chronological train/val/test/predict assignment and label visibility"))
+register_table(TableSpec(name="features_baseline", path="data/features/baseline.parquet", stage="features_baseline",
+                         kind="feature_group", timestamp="postdate",
+                         description="minimal feature set: user metadata, posting time, category codes, text lengths"))
+register_table(TableSpec(name="predictions", path="data/preds/lgbm.parquet", stage="train_lgbm", kind="prediction",
+                         description="LightGBM prediction for every post, with its split"))

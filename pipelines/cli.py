@@ -1,0 +1,95 @@
+"""The ``smpp`` command line: simulate data, run the pipeline on any SMPD directory, query the catalog.
+
+  smpp simulate --posts 20000 --out data/raw/smpd     write a simulated SMPD directory
+  smpp run --smpd-dir DIR --workdir W                 ingest -> ... -> submission.json, metrics.json
+  smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
+  smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from featurestore.config import load_params, merge_params
+from pipelines.paths import Paths
+from pipelines.stage import setup_logging
+
+log = logging.getLogger("smpp")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pipelines.stages import SUBMIT_OVERRIDES, run_stages
+
+    params = load_params(args.params)
+    if args.mode == "submit":
+        params = merge_params(params, SUBMIT_OVERRIDES)
+    paths = Paths(root=args.workdir, smpd=args.smpd_dir.resolve())
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    results = run_stages(paths, params)
+    val = results["evaluate"]["lgbm"]["val"]
+    print(f"validation SRC {val['src']:.4f}  MAE {val['mae']:.4f}  MSE {val['mse']:.4f}  (n={val['n']})")
+    print(f"submission: {paths.submission}\nmetrics:    {paths.metrics}")
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from featurestore.catalog import load_sql, open_catalog
+    from pipelines.sql_output import print_table, write_result
+
+    if (args.query is None) == (args.file is None):
+        raise SystemExit("smpp sql: give either a query string or -f FILE")
+    query = load_sql(args.file) if args.file else args.query
+    bound = dict(p.split("=", 1) for p in args.param)
+    con = open_catalog(args.root, read_only=True)
+    try:
+        table = con.sql(query, params=bound or None).to_arrow_table()
+    finally:
+        con.close()
+    if args.out:
+        write_result(table, args.out)
+        print(f"{table.num_rows} rows -> {args.out}")
+    else:
+        print_table(table, args.max_rows)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smpp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("simulate", help="write a simulated SMPD directory (see `smpp simulate --help`)", add_help=False)
+    r = sub.add_parser("run", help="run the whole pipeline on an SMPD directory and write a submission")
+    r.add_argument("--smpd-dir", type=Path, required=True, help="SMPD directory (either release layout)")
+    r.add_argument("--workdir", type=Path, required=True, help="where tables, models and reports are written")
+    r.add_argument("--params", type=Path, default=None, help="params YAML (default: built-in defaults)")
+    r.add_argument("--mode", choices=("submit", "holdout"), default="submit",
+                   help="submit: all labelled posts train (last 10%% by date validates), refit, predict the test "
+                        "files; holdout: the params' train/val/test split, as in dvc repro (default: submit)")
+    q = sub.add_parser("sql", help="run read-only SQL over the catalog (views of every table)")
+    q.add_argument("query", nargs="?", help="SQL text")
+    q.add_argument("-f", "--file", help="a .sql file, or the name of a query in sql/ (e.g. label_by_category)")
+    q.add_argument("--root", type=Path, default=Path("."), help="work root holding data/catalog.duckdb (default: .)")
+    q.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="bind $NAME in the query")
+    q.add_argument("--out", type=Path, help="write the result to .csv or .parquet instead of printing")
+    q.add_argument("--max-rows", type=int, default=40, help="rows to print (default: 40)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from pipelines import simulate
+
+        setup_logging()
+        simulate.main(argv[1:])
+        return 0
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    return {"run": _run, "sql": _sql}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

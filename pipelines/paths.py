@@ -1,0 +1,59 @@
+"""Where every artefact of a run lives, relative to a work root (the repo for DVC, --workdir for smpp run)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from featurestore.registry import get_table
+
+
+@dataclass(frozen=True)
+class Paths:
+    root: Path = Path(".")
+    smpd: Path | None = None  # SMPD input directory; default: the simulated set under data/raw
+
+    @property
+    def smpd_dir(self) -> Path:
+        return Path(self.smpd) if self.smpd is not None else self.root / "data/raw/smpd"
+
+    @property
+    def oracle(self) -> Path:
+        """The simulator writes the noise-free expected labels beside the SMPD dir: ``<dir>.oracle.parquet``."""
+        d = self.smpd_dir
+        return d.with_name(d.name + ".oracle.parquet")
+
+    @property
+    def tables_dir(self) -> Path:
+        return self.root / "data/tables"
+
+    def table(self, name: str) -> Path:
+        return self.root / get_table(name).path
+
+    @property
+    def model(self) -> Path:
+        return self.root / "data/models/lgbm.txt"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def ingest_report(self) -> Path:
+        return self.reports / "ingest_report.json"
+
+    @property
+    def train_info(self) -> Path:
+        return self.reports / "train_lgbm.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.reports / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.reports / "plots"
+
+    @property
+    def submission(self) -> Path:
+        return self.reports / "submission.json"

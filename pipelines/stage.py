@@ -1,0 +1,49 @@
+"""The thin shell every stage module shares: argument parsing, logging, params loading, JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Callable
+
+from featurestore.config import load_params
+from pipelines.paths import Paths
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _finite(obj: object) -> object:
+    """NaN/inf -> None, recursively (JSON has no NaN; DVC and browsers reject it)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: Path, obj: object) -> None:
+    """Pretty, key-sorted JSON with NaN as null (stable bytes for DVC and git diffs)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] | None = None) -> None:
+    """Parse ``--root/--params/--smpd-dir``, load params and call ``run(paths, params)``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("."), help="work root holding data/ and reports/ (default: .)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params YAML (default: params.yaml)")
+    parser.add_argument("--smpd-dir", type=Path, default=None,
+                        help="SMPD input directory (default: <root>/data/raw/smpd, the simulated set)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    params = load_params(args.params) if args.params.is_file() else {}
+    run(Paths(root=args.root, smpd=args.smpd_dir), params)

@@ -1,0 +1,39 @@
+"""Stage train_lgbm: LightGBM on the selected feature groups, early-stopped on val -> predictions for every post."""
+
+from __future__ import annotations
+
+import logging
+
+import polars as pl
+
+from featurestore.config import config_from_dict
+from models.train_gbdt import TrainConfig, assemble, fit_predict
+from pipelines.paths import Paths
+from pipelines.stage import stage_main, write_json
+
+log = logging.getLogger(__name__)
+PARAMS = ("train_lgbm",)
+
+
+def run(paths: Paths, params: dict) -> dict:
+    cfg = config_from_dict(TrainConfig, "train_lgbm", params.get("train_lgbm"))
+    features = [pl.read_parquet(paths.table(g)) for g in cfg.feature_groups]
+    frame, names = assemble(features, pl.read_parquet(paths.table("split")), pl.read_parquet(paths.table("labels")))
+    preds, model, info = fit_predict(frame, names, cfg)
+    out = paths.table("predictions")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    preds.write_parquet(out, compression="zstd")
+    paths.model.parent.mkdir(parents=True, exist_ok=True)
+    model.booster_.save_model(str(paths.model), num_iteration=model.best_iteration_)
+    write_json(paths.train_info, {k: v for k, v in info.items() if k != "fit_seconds"})
+    log.info("train_lgbm: %d features, best iteration %d, fit %.1f s", len(names), info["best_iteration"],
+             info["fit_seconds"])
+    return info
+
+
+def main(argv: list[str] | None = None) -> None:
+    stage_main(__doc__, run, argv)
+
+
+if __name__ == "__main__":
+    main()

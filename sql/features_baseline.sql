@@ -1,0 +1,67 @@
+-- Minimal feature set: user metadata, posting time, category codes, text lengths, geotag.
+-- Category codes are a vocabulary fitted on the TRAIN split only (values unseen in train -> NULL).
+-- Local time uses the user's UTC offset where known (tz_known = false -> UTC).
+WITH train_cat AS (
+    SELECT c.* FROM categories c JOIN split s USING (pid) WHERE s.split = 'train'
+),
+vocab_category AS (
+    SELECT category, (row_number() OVER (ORDER BY category) - 1)::INTEGER AS code
+    FROM (SELECT DISTINCT category FROM train_cat WHERE category IS NOT NULL)
+),
+vocab_subcategory AS (
+    SELECT subcategory, (row_number() OVER (ORDER BY subcategory) - 1)::INTEGER AS code
+    FROM (SELECT DISTINCT subcategory FROM train_cat WHERE subcategory IS NOT NULL)
+),
+vocab_concept AS (
+    SELECT concept, (row_number() OVER (ORDER BY concept) - 1)::INTEGER AS code
+    FROM (SELECT DISTINCT concept FROM train_cat WHERE concept IS NOT NULL)
+),
+local AS (
+    SELECT p.pid, p.postdate + coalesce(u.tz_offset_minutes, 0) * 60 AS t_local
+    FROM posts p JOIN users u USING (pid)
+)
+SELECT
+    p.pid,
+    p.postdate,
+    -- user metadata
+    u.photo_count::DOUBLE                                         AS user_photo_count,
+    u.ispro::DOUBLE                                               AS user_ispro,
+    u.canbuypro::DOUBLE                                           AS user_canbuypro,
+    u.tz_offset_minutes::DOUBLE                                   AS user_tz_offset_minutes,
+    (p.postdate - u.photo_firstdate) / 86400.0                    AS user_account_age_days,
+    (p.postdate - u.photo_firstdatetaken) / 86400.0               AS user_days_since_first_taken,
+    (a.pathalias IS NOT NULL)::DOUBLE                             AS user_has_pathalias,
+    (u.user_description IS NOT NULL OR u.user_description_vec IS NOT NULL)::DOUBLE         AS user_has_description,
+    (u.location_description IS NOT NULL OR u.location_description_vec IS NOT NULL)::DOUBLE AS user_has_location,
+    -- posting time
+    (u.tz_offset_minutes IS NOT NULL)::DOUBLE                     AS time_tz_known,
+    ((l.t_local % 86400) // 3600)::DOUBLE                         AS time_hour_local,
+    (((l.t_local // 86400) + 3) % 7)::DOUBLE                      AS time_weekday_local,  -- 0 = Monday
+    month(make_timestamp(l.t_local * 1000000))::DOUBLE            AS time_month_local,
+    (p.postdate / 86400.0)                                        AS time_days_since_epoch,
+    -- category codes (train vocabulary)
+    vc.code                                                       AS cat_category_code,
+    vs.code                                                       AS cat_subcategory_code,
+    vn.code                                                       AS cat_concept_code,
+    -- text lengths
+    length(coalesce(t.title, ''))::DOUBLE                         AS text_title_chars,
+    CASE WHEN trim(coalesce(t.title, '')) = '' THEN 0
+         ELSE len(string_split(trim(t.title), ' ')) END::DOUBLE   AS text_title_words,
+    CASE WHEN trim(coalesce(t.alltags, '')) = '' THEN 0
+         ELSE len(string_split(trim(t.alltags), ' ')) END::DOUBLE AS text_tag_count,
+    length(coalesce(t.alltags, ''))::DOUBLE                       AS text_tags_chars,
+    (t.mediatype = 'video')::DOUBLE                               AS text_is_video,
+    -- geotag
+    tp.has_geo::DOUBLE                                            AS geo_has_geo,
+    tp.geoaccuracy::DOUBLE                                        AS geo_accuracy
+FROM posts p
+JOIN users u USING (pid)
+JOIN local l USING (pid)
+JOIN additional a USING (pid)
+JOIN text t USING (pid)
+JOIN temporal tp USING (pid)
+JOIN categories c USING (pid)
+LEFT JOIN vocab_category vc ON vc.category = c.category
+LEFT JOIN vocab_subcategory vs ON vs.subcategory = c.subcategory
+LEFT JOIN vocab_concept vn ON vn.concept = c.concept
+ORDER BY p.pid
