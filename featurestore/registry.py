@@ -60,8 +60,16 @@ for _name, _desc in _INGEST.items():
                              timestamp="postdate" if _name in ("posts", "temporal") else None, description=_desc))
 register_table(TableSpec(name="split", path="data/split.parquet", stage="split", timestamp="postdate",
                          description="chronological train/val/test/predict assignment and label visibility"))
-register_table(TableSpec(name="features_baseline", path="data/features/baseline.parquet", stage="features_baseline",
-                         kind="feature_group", timestamp="postdate",
-                         description="minimal feature set: user metadata, posting time, category codes, text lengths"))
+_GROUPS = {
+    "baseline": "minimal feature set: user metadata, posting time, category codes, text lengths",
+    "user": "profile fields at post time and the user's activity so far (point in time)",
+    "temporal": "local posting time, gaps to first photo and previous post, geotag",
+    "text": "title/tag counts and flags, TF-IDF + SVD of title and tags (fitted on train)",
+    "image_stats": "engineered image statistics (brightness, colourfulness, sharpness, composition, ...)",
+    "history": "point-in-time statistics of visible earlier labels: user, user x category, categories",
+}
+for _name, _desc in _GROUPS.items():
+    register_table(TableSpec(name=f"features_{_name}", path=f"data/features/{_name}.parquet",
+                             stage=f"features_{_name}", kind="feature_group", timestamp="postdate", description=_desc))
 register_table(TableSpec(name="predictions", path="data/preds/lgbm.parquet", stage="train_lgbm", kind="prediction",
                          description="LightGBM prediction for every post, with its split"))

@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import polars as pl
 
-from featurestore.features_baseline import CATEGORICAL_SUFFIX
 from models.gbdt import LightGBMRegressor
+
+CATEGORICAL_SUFFIX = "_code"  # integer-coded columns the GBDTs treat as categorical
 
 
 @dataclass(frozen=True)

@@ -1,26 +1,16 @@
-"""Stage features_baseline: user metadata, posting time, category codes (train vocabulary), text lengths."""
+"""Stage features_baseline: minimal feature set: user metadata, posting time, category codes (train vocabulary), text lengths."""
 
 from __future__ import annotations
 
-import logging
-
-import pyarrow.parquet as pq
-
-from featurestore.features_baseline import baseline_features, feature_columns
+from pipelines.feature_stage import run_feature_stage
 from pipelines.paths import Paths
 from pipelines.stage import stage_main
 
-log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ()
 
 
 def run(paths: Paths, params: dict) -> dict:
-    table = baseline_features(paths.root)
-    out = paths.table("features_baseline")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
-    log.info("features_baseline: %d posts x %d features", table.num_rows, len(feature_columns(table)))
-    return {"rows": table.num_rows, "features": feature_columns(table)}
+    return run_feature_stage("baseline", paths, params)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,109 @@
+"""Feature groups, declared as data: name, output table, how it is built, which params it reads.
+
+A group is built either by one SQL query in ``sql/`` over the catalog views (with its config
+fields bound as ``$parameters``) or by a Python builder ``build(root, config) -> pa.Table``.
+Every group's table has ``pid`` and ``postdate`` and is sorted by ``pid``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+
+from featurestore.catalog import load_sql, open_tables
+from featurestore.config import config_from_dict
+from featurestore.features_text import TextConfig, text_features
+
+
+@dataclass(frozen=True)
+class NoConfig:
+    pass
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    half_life_days: float = 30.0  # decay of the decayed means: weight 2^(-age / half-life)
+    smoothing: float = 20.0       # pseudo-count of the smoothed category means
+
+    def __post_init__(self) -> None:
+        if self.half_life_days <= 0 or self.smoothing < 0:
+            raise ValueError("history: half_life_days must be > 0 and smoothing >= 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeatureGroup:
+    name: str
+    table: str
+    description: str
+    sql: str | None = None
+    build: Callable[[Path, object], pa.Table] | None = None
+    config: type = NoConfig
+    params_section: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    def make_config(self, params: dict) -> object:
+        section = self.params_section
+        return config_from_dict(self.config, section or self.name, params.get(section) if section else None)
+
+
+_GROUPS: dict[str, FeatureGroup] = {}
+
+
+def register_group(group: FeatureGroup) -> FeatureGroup:
+    if group.name in _GROUPS:
+        raise ValueError(f"feature group {group.name!r} is already registered")
+    _GROUPS[group.name] = group
+    return group
+
+
+def get_group(name: str) -> FeatureGroup:
+    try:
+        return _GROUPS[name]
+    except KeyError:
+        raise KeyError(f"unknown feature group {name!r}; known: {sorted(_GROUPS)}") from None
+
+
+def list_groups() -> list[FeatureGroup]:
+    return list(_GROUPS.values())
+
+
+def run_sql_group(root: Path, sql_name: str, config: object) -> pa.Table:
+    """Run ``sql/<sql_name>.sql`` over the tables under ``root``; config fields are bound parameters."""
+    con = open_tables(root)
+    try:
+        bound = {k: v for k, v in asdict(config).items()}
+        return con.sql(load_sql(sql_name), params=bound or None).to_arrow_table()
+    finally:
+        con.close()
+
+
+def build_group(name: str, root: Path, params: dict) -> pa.Table:
+    """Build one group's table from the ingested tables (and split) under ``root``."""
+    group = get_group(name)
+    cfg = group.make_config(params)
+    table = run_sql_group(root, group.sql, cfg) if group.sql else group.build(root, cfg)
+    if table.column_names[:2] != ["pid", "postdate"]:
+        raise ValueError(f"feature group {name}: first columns must be pid, postdate; got {table.column_names[:2]}")
+    return table
+
+
+def feature_columns(table: pa.Table) -> list[str]:
+    """Model input columns of a feature table (everything but the key and the timestamp)."""
+    return [c for c in table.column_names if c not in ("pid", "postdate")]
+
+
+register_group(FeatureGroup(name="baseline", table="features_baseline", sql="features_baseline",
+                            description="minimal set: user metadata, posting time, category codes, text lengths"))
+register_group(FeatureGroup(name="user", table="features_user", sql="features_user",
+                            description="profile fields at post time and the user's activity so far"))
+register_group(FeatureGroup(name="temporal", table="features_temporal", sql="features_temporal",
+                            description="local posting time, gaps to first photo and previous post, geotag"))
+register_group(FeatureGroup(name="text", table="features_text", build=text_features, config=TextConfig,
+                            params_section="features_text",
+                            description="title/tag counts and flags; TF-IDF + SVD of title and tags fitted on train"))
+register_group(FeatureGroup(name="history", table="features_history", sql="features_history",
+                            config=HistoryConfig, params_section="features_history",
+                            description="point-in-time label statistics of the user, user x category and categories"))
