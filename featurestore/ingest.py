@@ -182,7 +182,7 @@ def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[
                                    "rejected_by_reason": dict(sorted(problems.reasons.items()))}
         report["rejections"] += [dict(e, split=split) for e in problems.examples]
     tables = {t: pa.concat_tables(p, promote_options="default").sort_by("pid") for t, p in parts.items() if p}
-    if "labels" not in tables:
+    if "labels" not in tables or tables["labels"].num_rows == 0:
         raise SMPDFormatError(f"{smpd_dir}: no labelled posts")
     root = Path(config.image_root) if config.image_root else smpd_dir
     exists = _image_exists(tables["images"]["path"], root) if config.check_images else pa.nulls(tables["images"].num_rows, pa.bool_())

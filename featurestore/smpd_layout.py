@@ -65,7 +65,8 @@ class SplitFiles:
 def _candidates(root: Path) -> dict[str, list[Path]]:
     found: dict[str, list[Path]] = {}
     levels = [root] + [p for p in sorted(root.iterdir()) if p.is_dir()]
-    levels += [q for p in levels[1:] for q in sorted(p.iterdir()) if q.is_dir() and q.name not in SPLITS]
+    levels += [q for p in levels[1:] if p.name not in SPLITS  # never list the image folders
+               for q in sorted(p.iterdir()) if q.is_dir() and q.name not in SPLITS]
     for folder in levels:
         if folder.name in SPLITS and folder != root:
             continue  # image folders hold tens of thousands of user dirs: never scan them

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from featurestore.smpd_io import check_same, read_json
 from featurestore.smpd_layout import bad_value
 from featurestore.smpd_values import (
-    Problems, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
+    Problems, is_missing, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
 )
 
 USER_FIELDS = ("photo_firstdate", "photo_count", "ispro", "canbuypro", "timezone_offset",
@@ -84,16 +83,14 @@ def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems) -> 
         "photo_count": parse_int(cols["photo_count"], name, "photo_count", problems),
         "ispro": parse_int(cols["ispro"], name, "ispro", problems),
         "canbuypro": parse_int(cols["canbuypro"], name, "canbuypro", problems),
-        "timezone_offset": pa.array([None if v is None else str(v) for v in cols["timezone_offset"]], pa.string()),
+        "timezone_offset": pa.array([None if is_missing(v) else str(v) for v in cols["timezone_offset"]], pa.string()),
         "tz_offset_minutes": parse_tz_column(cols["timezone_offset"], name, "timezone_offset", problems),
         "photo_firstdatetaken": parse_datetime_epoch(cols["photo_firstdatetaken"], name, "photo_firstdatetaken", problems),
-        "timezone_id": pa.array([None if v is None else str(v) for v in cols["timezone_id"]], pa.string()),
+        "timezone_id": pa.array([None if is_missing(v) else str(v) for v in cols["timezone_id"]], pa.string()),
         "user_description": text_u,
         "location_description": text_l,
         "user_form": pa.array(np.full(n, form)),
     }
-    out["timezone_offset"] = pc.if_else(pc.is_in(out["timezone_offset"], pa.array(["None", "", "\n", "nan"])),
-                                        None, out["timezone_offset"])
     # Always present (null in the 2022+ text form) so every release has one schema.
     out["user_description_vec"] = vec_u if vec_u is not None else pa.nulls(n, pa.list_(pa.float32()))
     out["location_description_vec"] = vec_l if vec_l is not None else pa.nulls(n, pa.list_(pa.float32()))

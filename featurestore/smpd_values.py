@@ -20,8 +20,22 @@ from featurestore.smpd_layout import bad_value
 
 # FORMAT.md §1: "None" (Pathalias), "" (Longitude), "\n" (location_description), JSON null.
 MISSING_MARKERS = frozenset({"None", "", "\n", "null", "NaN", "nan"})
-UID_RE = re.compile(r"^\d+@N\d+$")
+UID_RE = re.compile(r"^[0-9]+@N[0-9]+\Z")  # ASCII digits; \Z: no trailing newline
+INT64_MAX = 2**63 - 1
 TZ_RE = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})?$")
+
+
+def _plain_number_text(value: object) -> bool:
+    """False for strings Python's int()/float() accept but SMPD never writes: "1_000", non-ASCII digits."""
+    return not isinstance(value, str) or (value.isascii() and "_" not in value)
+
+
+TEXT_MISSING_MARKERS = frozenset({"None", ""})  # after stripping whitespace: "\n" is missing too
+
+
+def is_missing_text(value: object) -> bool:
+    """Missing for a free-text field: null, "None" or blank. "nan"/"null" stay text (a real alias may be "nan")."""
+    return value is None or (isinstance(value, str) and value.strip(" \r\n\t") in TEXT_MISSING_MARKERS)
 
 
 def is_missing(value: object) -> bool:
@@ -62,8 +76,10 @@ def parse_float(values: list, file: str, fld: str, problems: Problems, *, requir
                 problems.add(file, i, fld, "missing value", v)
             continue
         try:
-            x = float(v)
+            x = float(v) if _plain_number_text(v) else None
         except (TypeError, ValueError):
+            x = None
+        if x is None:
             problems.add(file, i, fld, "not a number", v)
             continue
         if not math.isfinite(x):
@@ -82,10 +98,10 @@ def parse_int(values: list, file: str, fld: str, problems: Problems, *, required
                 problems.add(file, i, fld, "missing value", v)
             continue
         try:
-            x = int(v) if isinstance(v, (int, str)) and not isinstance(v, bool) else None
+            x = int(v) if isinstance(v, (int, str)) and not isinstance(v, bool) and _plain_number_text(v) else None
         except ValueError:
             x = None
-        if x is None:
+        if x is None and _plain_number_text(v):
             try:
                 f = float(v)
                 x = int(f) if f.is_integer() else None
@@ -93,6 +109,9 @@ def parse_int(values: list, file: str, fld: str, problems: Problems, *, required
                 x = None
         if x is None:
             problems.add(file, i, fld, "not an integer", v)
+            continue
+        if not -INT64_MAX - 1 <= x <= INT64_MAX:
+            problems.add(file, i, fld, "integer out of range", v)
             continue
         out[i] = x
     return pa.array(out, type=pa.int64())
@@ -102,7 +121,7 @@ def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_
     """Strings as-is; missing markers become null when ``missing_to_null``. Non-strings are problems."""
     out: list[str | None] = [None] * len(values)
     for i, v in enumerate(values):
-        if v is None or (missing_to_null and is_missing(v)):
+        if v is None or (missing_to_null and is_missing_text(v)):
             continue
         if not isinstance(v, str):
             problems.add(file, i, fld, "not a string", v)
@@ -133,16 +152,17 @@ def parse_tz_minutes(value: object) -> int | None:
     if is_missing(value):
         return None
     if isinstance(value, (int, float)):
-        return int(round(float(value) * 60))
+        return int(round(value * 60)) if math.isfinite(value) else None
     text = str(value).strip()
     m = TZ_RE.match(text)
     if m:
         sign = -1 if m.group(1) == "-" else 1
         return sign * (int(m.group(2)) * 60 + int(m.group(3) or 0))
     try:
-        return int(round(float(text) * 60))
+        hours = float(text) if _plain_number_text(text) else math.nan
     except ValueError:
         return None
+    return int(round(hours * 60)) if math.isfinite(hours) else None
 
 
 def parse_tz_column(values: list, file: str, fld: str, problems: Problems) -> pa.Array:
@@ -167,10 +187,15 @@ def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems) 
             continue
         text = str(v).strip()
         try:
-            out[i] = int(float(text))
-            continue
+            f = float(text) if _plain_number_text(text) else None
         except ValueError:
-            pass
+            f = None
+        if f is not None:
+            if math.isfinite(f) and abs(f) <= INT64_MAX:
+                out[i] = int(f)
+            else:
+                problems.add(file, i, fld, "epoch out of range", v)
+            continue
         try:
             dt = datetime.strptime(text[:19], "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
             out[i] = int(dt.timestamp())
