@@ -39,7 +39,7 @@ class FeatureGroup:
     table: str
     description: str
     sql: str | None = None
-    build: Callable[[Path, object], pa.Table] | None = None
+    build: Callable[[object, object], pa.Table] | None = None  # (paths, config) -> table
     config: type = NoConfig
     params_section: str | None = None
     extra: dict = field(default_factory=dict)
@@ -80,11 +80,11 @@ def run_sql_group(root: Path, sql_name: str, config: object) -> pa.Table:
         con.close()
 
 
-def build_group(name: str, root: Path, params: dict) -> pa.Table:
-    """Build one group's table from the ingested tables (and split) under ``root``."""
+def build_group(name: str, paths, params: dict) -> pa.Table:
+    """Build one group's table from the ingested tables and split of a run (``pipelines.paths.Paths``)."""
     group = get_group(name)
     cfg = group.make_config(params)
-    table = run_sql_group(root, group.sql, cfg) if group.sql else group.build(root, cfg)
+    table = run_sql_group(paths.root, group.sql, cfg) if group.sql else group.build(paths, cfg)
     if table.column_names[:2] != ["pid", "postdate"]:
         raise ValueError(f"feature group {name}: first columns must be pid, postdate; got {table.column_names[:2]}")
     return table

@@ -82,9 +82,9 @@ def fit_text_model(docs_train: list[str], cfg: TextConfig) -> tuple[TfidfVectori
     return tfidf, svd
 
 
-def text_features(root: Path, cfg: TextConfig) -> pa.Table:
+def text_features(paths, cfg: TextConfig) -> pa.Table:
     """pid, postdate, statistics and ``text_svd_<i>`` for every post (sorted by pid)."""
-    df = _read(root)
+    df = _read(paths.root)
     docs = _documents(df)
     train = (df["split"] == "train").to_numpy()
     tfidf, svd = fit_text_model([d for d, t in zip(docs, train) if t], cfg)

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 def run_feature_stage(group: str, paths: Paths, params: dict) -> dict:
     t0 = time.perf_counter()
-    table = build_group(group, paths.root, params)
+    table = build_group(group, paths, params)
     out = paths.table(get_group(group).table)
     out.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, out, compression="zstd")

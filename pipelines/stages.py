@@ -14,7 +14,8 @@ from pipelines.paths import Paths
 log = logging.getLogger(__name__)
 
 # After `simulate` (DVC only: `smpp run` reads a given SMPD directory).
-STAGES = ("ingest", "split", "features_baseline", "train_lgbm", "evaluate", "catalog")
+STAGES = ("ingest", "split", "features_baseline", "features_user", "features_temporal", "features_text",
+          "features_history", "train_lgbm", "evaluate", "catalog")
 
 # What `smpp run --mode submit` changes: every labelled post trains (the last 10% by date
 # early-stop and report), then the model is refitted on all of them to predict the test posts.

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from featurestore.feature_groups import build_group
 from feature_tables import write_tables
+from pipelines.paths import Paths
 
 DAY = 86400
 HALF_LIFE, M = 5.0, 3.0
@@ -70,7 +71,7 @@ def _materialise(raw):
 def test_history_sql_matches_brute_force(tmp_path_factory, raw):
     rows = _materialise(raw)
     root = write_tables(tmp_path_factory.mktemp("h"), rows)
-    got = {r["pid"]: r for r in build_group("history", root, {"features_history":
+    got = {r["pid"]: r for r in build_group("history", Paths(root=root), {"features_history":
                                                                 {"half_life_days": HALF_LIFE, "smoothing": M}}).to_pylist()}
     want = reference(rows)
     assert got.keys() == want.keys()
@@ -89,7 +90,7 @@ def test_same_second_posts_do_not_see_each_other(tmp_path):
         {"uid": "1@N1", "day": 0, "sec": 0, "category": "A", "subcategory": "x", "concept": "c1", "label": 9.0, "split": "train"},
         {"uid": "1@N1", "day": 1, "sec": 0, "category": "A", "subcategory": "x", "concept": "c1", "label": 2.0, "split": "val"},
     ])
-    t = {r["pid"]: r for r in build_group("history", write_tables(tmp_path, rows), {}).to_pylist()}
+    t = {r["pid"]: r for r in build_group("history", Paths(root=write_tables(tmp_path, rows)), {}).to_pylist()}
     assert t[1000]["hist_user_count"] == 0 and t[1007]["hist_user_count"] == 0
     assert t[1014]["hist_user_count"] == 2 and t[1014]["hist_user_mean"] == 7.0
     assert t[1014]["hist_user_last"] == 9.0  # equal dates: the larger pid counts as later
@@ -97,6 +98,6 @@ def test_same_second_posts_do_not_see_each_other(tmp_path):
 
 def test_bad_history_params(tmp_path):
     with pytest.raises(ValueError, match="half_life"):
-        build_group("history", tmp_path, {"features_history": {"half_life_days": 0}})
+        build_group("history", Paths(root=tmp_path), {"features_history": {"half_life_days": 0}})
     with pytest.raises(ValueError, match="unknown"):
-        build_group("history", tmp_path, {"features_history": {"halflife": 3}})
+        build_group("history", Paths(root=tmp_path), {"features_history": {"halflife": 3}})
