@@ -34,7 +34,7 @@ def chronological_split(posts: pa.Table, config: SplitConfig) -> pa.Table:
     order = idx[np.lexsort((pid[idx], date[idx]))]  # by postdate, ties by pid
     n = len(order)
     cut_train = int(round(config.fractions[0] * n))
-    cut_val = cut_train + int(round(config.fractions[1] * n))
+    cut_val = n if config.fractions[2] == 0 else int(round((config.fractions[0] + config.fractions[1]) * n))
     split[order[:cut_train]] = "train"
     split[order[cut_train:cut_val]] = "val"
     split[order[cut_val:]] = "test"

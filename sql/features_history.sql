@@ -3,9 +3,14 @@
 -- i.e. train labels only). A post's own label, val/test labels and later labels never enter.
 -- Parameters: $half_life_days (time decay of the decayed means), $smoothing (pseudo-count m of
 -- the smoothed category means, shrunk towards the running global mean of visible labels).
+-- Sums run over labels in integer micro-units (HUGEINT), so means, standard deviations and
+-- smoothed means do not depend on summation order: rows that contribute no label (val/test/
+-- predict posts) can never change another row's value, not even in the last bit. Decayed means
+-- are float sums and are rounded to 1e-9 for the same reason.
 WITH base AS (
     SELECT p.pid, p.uid, p.postdate, c.category, c.subcategory, c.concept,
            CASE WHEN s.label_visible THEN l.label END                       AS y,
+           CASE WHEN s.label_visible THEN CAST(round(l.label * 1000000) AS HUGEINT) END AS yi,  -- micro-units
            p.postdate * 2097152 + p.pid                                     AS order_key  -- latest earlier post, ties by pid
     FROM posts p
     JOIN split s USING (pid)
@@ -21,26 +26,22 @@ weighted AS (
 ),
 agg AS (
     SELECT pid, postdate,
-        count(y) OVER u                                      AS hist_user_count,
-        avg(y) OVER u                                        AS hist_user_mean,
+        count(yi) OVER u AS n_u, sum(yi) OVER u AS s_u, sum(yi * yi) OVER u AS q_u,
         median(y) OVER u                                     AS hist_user_median,
-        stddev_samp(y) OVER u                                AS hist_user_std,
         min(y) OVER u                                        AS hist_user_min,
         max(y) OVER u                                        AS hist_user_max,
         arg_max(y, CASE WHEN y IS NOT NULL THEN order_key END) OVER u AS hist_user_last,
-        sum(wt * y) OVER u / sum(wt) OVER u                  AS hist_user_decayed_mean,
-        count(y) OVER uc                                     AS hist_user_cat_count,
-        avg(y) OVER uc                                       AS hist_user_cat_mean,
+        round(sum(wt * y) OVER u / sum(wt) OVER u, 9)        AS hist_user_decayed_mean,
+        count(yi) OVER uc AS n_uc, sum(yi) OVER uc AS s_uc, sum(yi * yi) OVER uc AS q_uc,
         median(y) OVER uc                                    AS hist_user_cat_median,
-        stddev_samp(y) OVER uc                               AS hist_user_cat_std,
         min(y) OVER uc                                       AS hist_user_cat_min,
         max(y) OVER uc                                       AS hist_user_cat_max,
         arg_max(y, CASE WHEN y IS NOT NULL THEN order_key END) OVER uc AS hist_user_cat_last,
-        sum(wt * y) OVER uc / sum(wt) OVER uc                AS hist_user_cat_decayed_mean,
-        count(y) OVER g  AS n_all, sum(y) OVER g  AS s_all,
-        count(y) OVER ca AS n_cat, sum(y) OVER ca AS s_cat,
-        count(y) OVER sc AS n_sub, sum(y) OVER sc AS s_sub,
-        count(y) OVER co AS n_con, sum(y) OVER co AS s_con
+        round(sum(wt * y) OVER uc / sum(wt) OVER uc, 9)      AS hist_user_cat_decayed_mean,
+        count(yi) OVER g  AS n_all, coalesce(sum(yi) OVER g, 0)  AS s_all,
+        count(yi) OVER ca AS n_cat, coalesce(sum(yi) OVER ca, 0) AS s_cat,
+        count(yi) OVER sc AS n_sub, coalesce(sum(yi) OVER sc, 0) AS s_sub,
+        count(yi) OVER co AS n_con, coalesce(sum(yi) OVER co, 0) AS s_con
     FROM weighted
     WINDOW
         u  AS (PARTITION BY uid ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
@@ -52,16 +53,21 @@ agg AS (
 )
 SELECT
     pid, postdate,
-    hist_user_count::DOUBLE AS hist_user_count, hist_user_mean, hist_user_median::DOUBLE AS hist_user_median,
-    hist_user_std, hist_user_min, hist_user_max, hist_user_last, hist_user_decayed_mean,
-    hist_user_cat_count::DOUBLE AS hist_user_cat_count, hist_user_cat_mean,
-    hist_user_cat_median::DOUBLE AS hist_user_cat_median, hist_user_cat_std, hist_user_cat_min,
-    hist_user_cat_max, hist_user_cat_last, hist_user_cat_decayed_mean,
+    n_u::DOUBLE                                               AS hist_user_count,
+    s_u::DOUBLE / n_u / 1e6                                   AS hist_user_mean,
+    hist_user_median::DOUBLE                                  AS hist_user_median,
+    CASE WHEN n_u > 1 THEN sqrt((n_u * q_u - s_u * s_u)::DOUBLE / (n_u * (n_u - 1))) / 1e6 END AS hist_user_std,
+    hist_user_min, hist_user_max, hist_user_last, hist_user_decayed_mean,
+    n_uc::DOUBLE                                              AS hist_user_cat_count,
+    s_uc::DOUBLE / n_uc / 1e6                                 AS hist_user_cat_mean,
+    hist_user_cat_median::DOUBLE                              AS hist_user_cat_median,
+    CASE WHEN n_uc > 1 THEN sqrt((n_uc * q_uc - s_uc * s_uc)::DOUBLE / (n_uc * (n_uc - 1))) / 1e6 END AS hist_user_cat_std,
+    hist_user_cat_min, hist_user_cat_max, hist_user_cat_last, hist_user_cat_decayed_mean,
     n_cat::DOUBLE AS hist_category_count,
-    (coalesce(s_cat, 0) + $smoothing * s_all / n_all) / (n_cat + $smoothing) AS hist_category_smoothed_mean,
+    (s_cat::DOUBLE / 1e6 + $smoothing * s_all::DOUBLE / 1e6 / nullif(n_all, 0)) / (n_cat + $smoothing) AS hist_category_smoothed_mean,
     n_sub::DOUBLE AS hist_subcategory_count,
-    (coalesce(s_sub, 0) + $smoothing * s_all / n_all) / (n_sub + $smoothing) AS hist_subcategory_smoothed_mean,
+    (s_sub::DOUBLE / 1e6 + $smoothing * s_all::DOUBLE / 1e6 / nullif(n_all, 0)) / (n_sub + $smoothing) AS hist_subcategory_smoothed_mean,
     n_con::DOUBLE AS hist_concept_count,
-    (coalesce(s_con, 0) + $smoothing * s_all / n_all) / (n_con + $smoothing) AS hist_concept_smoothed_mean
+    (s_con::DOUBLE / 1e6 + $smoothing * s_all::DOUBLE / 1e6 / nullif(n_all, 0)) / (n_con + $smoothing) AS hist_concept_smoothed_mean
 FROM agg
 ORDER BY pid
