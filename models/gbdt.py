@@ -1,17 +1,67 @@
 """Gradient-boosting base learners as scikit-learn-style estimators.
 
-``LightGBMRegressor`` stores only its keyword arguments in ``__init__``; ``fit`` learns
-``booster_`` and ``best_iteration_`` (early-stopped on the validation set when one is given).
+Three wrappers share one interface, so the stacking code can treat them alike:
+
+    est = LightGBMRegressor(...)   # or CatBoostRegressor(...), XGBoostRegressor(...)
+    est.fit(X, y, X_val=None, y_val=None, num_boost_round=None) -> est
+    est.predict(X) -> (n,) float64
+    est.best_iteration_   # trees kept: early-stopped on (X_val, y_val), else n_estimators
+    est.n_features_in_
+
+``__init__`` stores only its keyword arguments; ``fit`` learns ``booster_`` (the library's
+model object) and ``best_iteration_``. ``X`` is (n, d) numeric with NaN = missing;
+``categorical_features`` are indices of integer-coded categorical columns (the ``_code``
+columns of ``models.train_gbdt.assemble``). Every model is single-process, seeded and
+deterministic for a fixed thread count.
 """
 
 from __future__ import annotations
 
+import catboost as cb
 import lightgbm as lgb
 import numpy as np
+import xgboost as xgb
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+CAT_MISSING = "-1"  # CatBoost category string for a missing (NaN) code
 
 
-class LightGBMRegressor(RegressorMixin, BaseEstimator):
+def check_fit_inputs(est: BaseEstimator, X, y, X_val=None, y_val=None, *, ensure_all_finite="allow-nan",
+                     dtype=np.float32, ensure_min_samples: int = 1) -> tuple:
+    """Validate training (and optional validation) data; sets ``n_features_in_``.
+
+    Returns (X (n, d) ``dtype``, y (n,) float64, X_val (m, d) or None, y_val (m,) or None).
+    ``ensure_all_finite`` is scikit-learn's: "allow-nan" (NaN = missing), False (NaN and inf
+    accepted) or True; y must always be finite.
+    """
+    X, y = validate_data(est, X, y, dtype=dtype, ensure_all_finite=ensure_all_finite, y_numeric=True,
+                         ensure_min_samples=ensure_min_samples)
+    if (X_val is None) != (y_val is None):
+        raise ValueError("pass both X_val and y_val, or neither")
+    if X_val is not None:
+        X_val, y_val = validate_data(est, X_val, y_val, dtype=dtype, ensure_all_finite=ensure_all_finite,
+                                     y_numeric=True, reset=False)
+        y_val = np.asarray(y_val, dtype=np.float64)
+    return X, np.asarray(y, dtype=np.float64), X_val, y_val
+
+
+def check_predict_input(est: BaseEstimator, X, *, ensure_all_finite="allow-nan", dtype=np.float32) -> np.ndarray:
+    """Check ``est`` is fitted and X is (n, n_features_in_); returns X as ``dtype``."""
+    check_is_fitted(est)
+    return validate_data(est, X, dtype=dtype, ensure_all_finite=ensure_all_finite, reset=False)
+
+
+class AllowNaNMixin:
+    """Mixin: tells scikit-learn's checks that NaN in X means "missing" and is accepted."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
     """LightGBM (L2 objective) with early stopping on an explicit validation set.
 
     ``categorical_features``: indices of integer-coded categorical columns (NaN = missing).
@@ -47,15 +97,13 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
 
         ``num_boost_round`` fixes the number of trees (used to refit with a chosen iteration count).
         """
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float64)
-        self.n_features_in_ = X.shape[1]
+        X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_all_finite=False,
+                                              ensure_min_samples=2)
         cats = list(self.categorical_features)
         train = lgb.Dataset(X, y, categorical_feature=cats, free_raw_data=True)
         callbacks, valid = [], []
         if X_val is not None and num_boost_round is None:
-            valid = [lgb.Dataset(np.asarray(X_val, np.float32), np.asarray(y_val, np.float64), reference=train,
-                                 categorical_feature=cats)]
+            valid = [lgb.Dataset(X_val, y_val, reference=train, categorical_feature=cats)]
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=num_boost_round or self.n_estimators,
                                   valid_sets=valid, callbacks=callbacks)
@@ -63,4 +111,113 @@ class LightGBMRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        return self.booster_.predict(np.asarray(X, dtype=np.float32), num_iteration=self.best_iteration_)
+        X = check_predict_input(self, X, ensure_all_finite=False)
+        return self.booster_.predict(X, num_iteration=self.best_iteration_)
+
+
+class CatBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
+    """CatBoost (RMSE) with native categoricals and early stopping on an explicit validation set.
+
+    The ``categorical_features`` columns are cast to int and then to strings (NaN -> ``"-1"``)
+    and handled by CatBoost's ordered target statistics; all other columns are float features.
+    With (X_val, y_val) the model keeps the best validation iteration (``use_best_model``).
+    """
+
+    def __init__(self, *, learning_rate: float = 0.05, depth: int = 6, l2_leaf_reg: float = 3.0,
+                 n_estimators: int = 3000, early_stopping_rounds: int = 100, thread_count: int = 2,
+                 random_seed: int = 42, categorical_features: tuple[int, ...] = ()):
+        self.learning_rate = learning_rate
+        self.depth = depth
+        self.l2_leaf_reg = l2_leaf_reg
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.thread_count = thread_count
+        self.random_seed = random_seed
+        self.categorical_features = categorical_features
+
+    def _pool(self, X: np.ndarray, y: np.ndarray | None = None) -> cb.Pool:
+        """(n, d) float matrix -> Pool of float columns then categorical string columns."""
+        cats = np.asarray(self.categorical_features, dtype=np.int64)
+        nums = np.setdiff1d(np.arange(X.shape[1]), cats)
+        if cats.size == 0:
+            return cb.Pool(np.ascontiguousarray(X[:, nums]), label=y)
+        codes = X[:, cats]
+        text = np.where(np.isnan(codes), -1, codes).astype(np.int64).astype(str).astype(object)  # NaN -> CAT_MISSING
+        data = cb.FeaturesData(num_feature_data=np.ascontiguousarray(X[:, nums]) if nums.size else None,
+                               cat_feature_data=text)
+        return cb.Pool(data, label=y)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            num_boost_round: int | None = None) -> "CatBoostRegressor":
+        """Fit on (X, y); with (X_val, y_val) early-stop on val RMSE; ``num_boost_round`` fixes the tree count."""
+        X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_min_samples=2)
+        early = X_val is not None and num_boost_round is None
+        self.booster_ = cb.CatBoost({
+            "loss_function": "RMSE", "learning_rate": self.learning_rate, "depth": self.depth,
+            "l2_leaf_reg": self.l2_leaf_reg, "iterations": num_boost_round or self.n_estimators,
+            "thread_count": self.thread_count, "random_seed": self.random_seed, "allow_writing_files": False,
+            "logging_level": "Silent", "use_best_model": early,
+            **({"od_type": "Iter", "od_wait": self.early_stopping_rounds} if early else {})})
+        self.booster_.fit(self._pool(X, y), eval_set=self._pool(X_val, y_val) if early else None)
+        self.best_iteration_ = int(self.booster_.tree_count_)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = check_predict_input(self, X)
+        return np.asarray(self.booster_.predict(self._pool(X)), dtype=np.float64)
+
+
+class XGBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
+    """XGBoost (squared error, ``hist`` trees) with early stopping on an explicit validation set.
+
+    Categorical codes are split on as ordinary numbers unless ``enable_categorical`` is set,
+    in which case the ``categorical_features`` columns use XGBoost's native categorical splits
+    (codes must then be non-negative integers).
+    """
+
+    def __init__(self, *, learning_rate: float = 0.05, max_depth: int = 6, min_child_weight: float = 1.0,
+                 subsample: float = 0.8, colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
+                 n_estimators: int = 3000, early_stopping_rounds: int = 100, nthread: int = 2, seed: int = 42,
+                 categorical_features: tuple[int, ...] = (), enable_categorical: bool = False):
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.n_estimators = n_estimators
+        self.early_stopping_rounds = early_stopping_rounds
+        self.nthread = nthread
+        self.seed = seed
+        self.categorical_features = categorical_features
+        self.enable_categorical = enable_categorical
+
+    def _dmatrix(self, X: np.ndarray, y: np.ndarray | None = None) -> xgb.DMatrix:
+        if not self.enable_categorical:
+            return xgb.DMatrix(X, label=y, missing=np.nan, nthread=self.nthread)
+        cats = set(self.categorical_features)
+        types = ["c" if j in cats else "q" for j in range(X.shape[1])]
+        return xgb.DMatrix(X, label=y, missing=np.nan, nthread=self.nthread, feature_types=types,
+                           enable_categorical=True)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            num_boost_round: int | None = None) -> "XGBoostRegressor":
+        """Fit on (X, y); with (X_val, y_val) early-stop on val RMSE; ``num_boost_round`` fixes the tree count."""
+        X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_min_samples=2)
+        params = {"objective": "reg:squarederror", "eval_metric": "rmse", "tree_method": "hist",
+                  "learning_rate": self.learning_rate, "max_depth": self.max_depth,
+                  "min_child_weight": self.min_child_weight, "subsample": self.subsample,
+                  "colsample_bytree": self.colsample_bytree, "lambda": self.reg_lambda,
+                  "nthread": self.nthread, "seed": self.seed, "verbosity": 0}
+        early = X_val is not None and num_boost_round is None
+        self.booster_ = xgb.train(params, self._dmatrix(X, y), num_boost_round=num_boost_round or self.n_estimators,
+                                  evals=[(self._dmatrix(X_val, y_val), "val")] if early else (),
+                                  early_stopping_rounds=self.early_stopping_rounds if early else None,
+                                  verbose_eval=False)
+        self.best_iteration_ = int(self.booster_.best_iteration + 1 if early else self.booster_.num_boosted_rounds())
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        X = check_predict_input(self, X)
+        pred = self.booster_.predict(self._dmatrix(X), iteration_range=(0, self.best_iteration_))
+        return np.asarray(pred, dtype=np.float64)

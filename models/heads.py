@@ -1,0 +1,109 @@
+"""Neural regression head over tabular features, with the GBDT wrappers' fit interface.
+
+``MLPRegressorHead`` is a small multi-layer perceptron (scikit-learn's ``MLPRegressor``
+trained one epoch at a time with Adam) behind the same interface as ``models.gbdt``:
+``fit(X, y, X_val=None, y_val=None, num_boost_round=None)`` where ``num_boost_round`` is a
+fixed number of epochs, ``predict(X)``, ``best_iteration_`` (epochs kept), ``n_features_in_``.
+
+All preprocessing statistics come from the training X only: non-finite values are missing,
+missing values are imputed with the column's train median and flagged by one 0/1 indicator
+column per column that had a missing value in training; then every column is standardised
+with the train mean and std. The target is standardised too and mapped back in ``predict``.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPRegressor
+
+from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
+
+
+def fit_standardiser(X: np.ndarray) -> dict[str, np.ndarray]:
+    """Statistics of (n, d) X: {'median' (d,), 'missing_cols' (k,), 'mean' (d+k,), 'std' (d+k,)}."""
+    X = np.where(np.isfinite(X), X, np.nan)
+    missing = np.isnan(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        median = np.nan_to_num(np.nanmedian(X, axis=0), nan=0.0)
+    stats = {"median": median, "missing_cols": np.flatnonzero(missing.any(axis=0))}
+    Z = _impute(X, stats)
+    std = Z.std(axis=0)
+    stats.update(mean=Z.mean(axis=0), std=np.where(std > 0, std, 1.0))
+    return stats
+
+
+def _impute(X: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, d) -> (n, d + k): medians for missing values, then the k missing indicators."""
+    X = np.where(np.isfinite(X), X, np.nan)
+    flags = np.isnan(X[:, stats["missing_cols"]]).astype(np.float64)
+    return np.hstack([np.where(np.isnan(X), stats["median"], X), flags])
+
+
+def apply_standardiser(X: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+    """(n, d) raw features -> (n, d + k) imputed, flagged, standardised float64."""
+    return (_impute(np.asarray(X, dtype=np.float64), stats) - stats["mean"]) / stats["std"]
+
+
+class MLPRegressorHead(AllowNaNMixin, RegressorMixin, BaseEstimator):
+    """MLP (ReLU, Adam, L2 ``alpha``) on standardised features, early-stopped on an explicit val set.
+
+    Each epoch is one pass over the shuffled training rows; after each epoch the val MSE is
+    recorded in ``val_mse_`` and the weights of the best epoch so far are kept. Training stops
+    ``patience`` epochs after the last improvement, or after ``max_epochs``.
+    """
+
+    def __init__(self, *, hidden_layer_sizes: tuple[int, ...] = (64, 32), alpha: float = 1e-4,
+                 learning_rate_init: float = 1e-3, batch_size: int = 256, max_epochs: int = 100,
+                 patience: int = 10, seed: int = 42):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.alpha = alpha
+        self.learning_rate_init = learning_rate_init
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            num_boost_round: int | None = None) -> "MLPRegressorHead":
+        """Fit on (X, y); with (X_val, y_val) keep the epoch with the lowest val MSE.
+
+        ``num_boost_round`` fixes the number of epochs (no early stopping).
+        """
+        X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_all_finite=False, dtype=np.float64)
+        self.stats_ = fit_standardiser(X)
+        self.y_mean_, self.y_std_ = float(y.mean()), float(y.std()) or 1.0
+        Z, t = apply_standardiser(X, self.stats_), (y - self.y_mean_) / self.y_std_
+        early = X_val is not None and num_boost_round is None
+        Z_val = apply_standardiser(X_val, self.stats_) if early else None
+        net = MLPRegressor(hidden_layer_sizes=self.hidden_layer_sizes, alpha=self.alpha, solver="adam",
+                           learning_rate_init=self.learning_rate_init, batch_size=min(self.batch_size, len(Z)),
+                           shuffle=True, random_state=self.seed)
+        self.val_mse_, best, since_best, epochs = [], None, 0, 0
+        for epochs in range(1, (num_boost_round or self.max_epochs) + 1):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                net.partial_fit(Z, t)
+            if not early:
+                continue
+            mse = float(np.mean((net.predict(Z_val) * self.y_std_ + self.y_mean_ - y_val) ** 2))
+            self.val_mse_.append(mse)
+            if best is None or mse < min(self.val_mse_[:-1]):
+                best, since_best = copy.deepcopy(net), 0
+            else:
+                since_best += 1
+                if since_best >= self.patience:
+                    break
+        self.net_ = best if early else net
+        self.best_iteration_ = int(np.argmin(self.val_mse_) + 1) if early else epochs
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(n, d) -> (n,) predictions in label units."""
+        Z = apply_standardiser(check_predict_input(self, X, ensure_all_finite=False, dtype=np.float64), self.stats_)
+        return self.net_.predict(Z).reshape(-1) * self.y_std_ + self.y_mean_

@@ -1,0 +1,260 @@
+"""Leakage-safe stacking: time-respecting out-of-fold predictions and meta-learners.
+
+Only train rows are ever fitted on while building the stack:
+
+1. ``time_folds`` cuts the train rows into contiguous blocks by post date;
+2. ``oof_predictions`` fits one model per fold on that fold's training window (early stopping
+   on the latest ``es_fraction`` of the window, never on the held-out block or the val split)
+   and predicts the held-out block;
+3. the meta-learner (``NonNegativeLinearStack`` or ``LGBMStack``) is fitted on the rows that
+   have an out-of-fold prediction from every base learner;
+4. each base learner is refitted on all train rows, early-stopped on the val split.
+
+The val split only chooses the refit's number of trees/epochs; the meta-learner never sees a
+val or test label.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import lightgbm as lgb
+import numpy as np
+from scipy.optimize import nnls
+from sklearn.base import BaseEstimator, RegressorMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from models.gbdt import check_fit_inputs, check_predict_input
+from models.metrics import regression_metrics
+
+SCHEMES = ("expanding", "blocked")
+Fold = tuple[np.ndarray, np.ndarray]  # (training row indices in time order, held-out row indices)
+
+
+def time_folds(postdate: np.ndarray, n_folds: int, scheme: str = "expanding", gap: float = 0.0) -> list[Fold]:
+    """Time-respecting folds over the train rows (indices into ``postdate``).
+
+    ``postdate``: (n,) post times in seconds (unix time). Rows are ordered by (postdate, index)
+    and cut into contiguous blocks of (almost) equal size.
+
+    - ``"expanding"`` (default): n_folds + 1 blocks; fold k trains on blocks 0..k and predicts
+      block k + 1. Block 0 never gets an out-of-fold prediction, so those rows are left out of
+      the meta-learner's training data. Every training row is strictly earlier than the
+      held-out block (rows tied with its first post date, or within ``gap`` seconds before
+      it, are dropped from the training window), exactly as at prediction time.
+    - ``"blocked"`` (purged K-fold): n_folds blocks; fold k predicts block k and trains on all
+      other rows except those within ``gap`` seconds of the block on either side.
+
+    Trade-off: "blocked" gives every row an OOF prediction and fold models nearly as large as
+    the final one, but most folds train on the future of their held-out block, so trends in
+    time (user growth, platform drift) leak into the OOF predictions and make the meta-learner
+    over-trust the models that exploit them. "expanding" never uses the future, at the price
+    of no OOF rows for the first block and smaller (weaker) models in the early folds.
+
+    Returns one (train_idx, held_idx) pair per fold; train_idx is in chronological order.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES}, got {scheme!r}")
+    postdate = np.asarray(postdate, dtype=np.float64)
+    n_blocks = n_folds + 1 if scheme == "expanding" else n_folds
+    if n_folds < 1 or (scheme == "blocked" and n_folds < 2) or n_blocks > len(postdate):
+        raise ValueError(f"cannot make {n_folds} {scheme} folds from {len(postdate)} rows")
+    order = np.lexsort((np.arange(len(postdate)), postdate))
+    blocks = np.array_split(order, n_blocks)
+    folds = []
+    for k in range(1 if scheme == "expanding" else 0, n_blocks):
+        held = np.sort(blocks[k])
+        lo, hi = postdate[held].min() - gap, postdate[held].max() + gap
+        candidates = np.concatenate(blocks[:k]) if scheme == "expanding" else order
+        keep = (postdate[candidates] < lo) | (postdate[candidates] > hi)
+        train = candidates[keep]
+        if train.size == 0:
+            raise ValueError(f"fold {len(folds)}: empty training window (too many ties or too large a gap)")
+        folds.append((train, held))
+    return folds
+
+
+def _factory(learner) -> Callable[[], BaseEstimator]:
+    """An estimator (cloned per use), or a class or zero-argument callable returning a fresh one."""
+    if hasattr(learner, "fit") and not isinstance(learner, type):
+        return lambda: clone(learner)
+    return learner
+
+
+def fit_internal_es(make_estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, es_fraction: float):
+    """Fit a fresh estimator on X[rows], early-stopped on the latest ``es_fraction`` of ``rows``.
+
+    ``rows`` must be in chronological order; with ``es_fraction == 0`` there is no early stopping.
+    """
+    if not 0.0 <= es_fraction < 1.0:
+        raise ValueError(f"es_fraction must be in [0, 1), got {es_fraction}")
+    n_es = int(round(len(rows) * es_fraction))
+    est = _factory(make_estimator)()
+    if n_es == 0 or n_es == len(rows):
+        return est.fit(X[rows], y[rows])
+    fit_rows, es_rows = rows[:-n_es], rows[-n_es:]
+    return est.fit(X[fit_rows], y[fit_rows], X[es_rows], y[es_rows])
+
+
+def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fold], *,
+                    es_fraction: float = 0.1) -> np.ndarray:
+    """(n,) out-of-fold predictions; NaN where a row is in no held-out block.
+
+    ``make_estimator``: an estimator (cloned per fold) or a zero-argument factory. Each fold's
+    model is early-stopped on the last ``es_fraction`` of its own training window (train
+    indices come in time order from ``time_folds``); the val split is deliberately not an
+    argument, so it cannot be used.
+    """
+    X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
+    oof = np.full(len(y), np.nan)
+    predicted = np.zeros(len(y), dtype=bool)
+    for k, (train, held) in enumerate(folds):
+        if np.intersect1d(train, held).size:
+            raise RuntimeError(f"fold {k}: training rows overlap the held-out rows")
+        if predicted[held].any():
+            raise RuntimeError(f"fold {k}: a held-out row was already predicted by an earlier fold")
+        model = fit_internal_es(make_estimator, X, y, train, es_fraction)
+        oof[held] = model.predict(X[held])
+        predicted[held] = True
+    return oof
+
+
+class NonNegativeLinearStack(RegressorMixin, BaseEstimator):
+    """y ~ intercept_ + P @ weights_ with weights_ >= 0, by least squares (``scipy.optimize.nnls``).
+
+    ``P``: (n, m) base-learner predictions. The columns and y are centred first, so the
+    intercept (the mean residual) and the non-negative weights are jointly least squares.
+    """
+
+    def __init__(self, *, fit_intercept: bool = True):
+        self.fit_intercept = fit_intercept
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "NonNegativeLinearStack":
+        P, y, _, _ = check_fit_inputs(self, P, y, dtype=np.float64, ensure_all_finite=True)
+        p_mean = P.mean(axis=0) if self.fit_intercept else np.zeros(P.shape[1])
+        y_mean = y.mean() if self.fit_intercept else 0.0
+        self.weights_, _ = nnls(P - p_mean, y - y_mean)
+        self.intercept_ = float(y_mean - p_mean @ self.weights_)
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        """(n, m) -> (n,)."""
+        return check_predict_input(self, P, dtype=np.float64, ensure_all_finite=True) @ self.weights_ + self.intercept_
+
+
+class LGBMStack(RegressorMixin, BaseEstimator):
+    """Small LightGBM on base-learner predictions, monotone non-decreasing in every column.
+
+    Fitted with a fixed number of trees (no early stopping: the meta-learner never sees val).
+    ``weights_`` is each column's share of the total split gain (for reporting only).
+    """
+
+    def __init__(self, *, n_estimators: int = 200, learning_rate: float = 0.05, num_leaves: int = 7,
+                 min_data_in_leaf: int = 50, monotone: bool = True, num_threads: int = 2, seed: int = 42):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.num_leaves = num_leaves
+        self.min_data_in_leaf = min_data_in_leaf
+        self.monotone = monotone
+        self.num_threads = num_threads
+        self.seed = seed
+
+    def fit(self, P: np.ndarray, y: np.ndarray) -> "LGBMStack":
+        P, y, _, _ = check_fit_inputs(self, P, y, dtype=np.float64, ensure_all_finite=True)
+        params = {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+                  "min_data_in_leaf": self.min_data_in_leaf, "num_threads": self.num_threads, "seed": self.seed,
+                  "deterministic": True, "force_row_wise": True, "verbosity": -1,
+                  "monotone_constraints": [1 if self.monotone else 0] * P.shape[1]}
+        self.booster_ = lgb.train(params, lgb.Dataset(P, y), num_boost_round=self.n_estimators)
+        gain = self.booster_.feature_importance(importance_type="gain")
+        self.weights_ = gain / gain.sum() if gain.sum() > 0 else np.full(P.shape[1], 1.0 / P.shape[1])
+        return self
+
+    def predict(self, P: np.ndarray) -> np.ndarray:
+        """(n, m) -> (n,)."""
+        P = check_predict_input(self, P, dtype=np.float64, ensure_all_finite=True)
+        return self.booster_.predict(P)
+
+
+META_LEARNERS = {"nnls": NonNegativeLinearStack, "lgbm": LGBMStack}
+
+
+class StackedEnsemble(RegressorMixin, BaseEstimator):
+    """Time-respecting out-of-fold stack of base learners (see the module docstring).
+
+    ``base_learners``: name -> estimator (cloned for every fit) or zero-argument factory, each
+    with the ``models.gbdt`` interface ``fit(X, y, X_val=None, y_val=None)``/``predict(X)``.
+    ``meta``: "nnls", "lgbm" (seeded with ``seed``) or a meta-estimator (cloned).
+
+    Fitted attributes:
+    - ``folds_``: the ``time_folds`` used; ``oof_``: (n_train, n_learners) OOF predictions,
+      NaN where missing; ``oof_mask_``: (n_train,) rows the meta-learner was fitted on;
+    - ``meta_model_``; ``weights_``: name -> meta weight (NNLS weight, or LGBMStack gain
+      share), None for a meta-estimator without ``weights_``; ``intercept_`` likewise;
+    - ``base_models_``: name -> learner refitted on all train rows;
+    - ``oof_metrics_``: name -> {src, mae, mse, n} on the OOF rows, plus "stack_in_sample"
+      (the meta-learner scored on its own training rows, so optimistic).
+    """
+
+    def __init__(self, base_learners: dict, *, meta="nnls", n_folds: int = 5, scheme: str = "expanding",
+                 gap: float = 0.0, es_fraction: float = 0.1, seed: int = 42):
+        self.base_learners = base_learners
+        self.meta = meta
+        self.n_folds = n_folds
+        self.scheme = scheme
+        self.gap = gap
+        self.es_fraction = es_fraction
+        self.seed = seed
+
+    def _make_meta(self) -> BaseEstimator:
+        if isinstance(self.meta, str):
+            if self.meta not in META_LEARNERS:
+                raise ValueError(f"meta must be one of {sorted(META_LEARNERS)} or an estimator, got {self.meta!r}")
+            return LGBMStack(seed=self.seed) if self.meta == "lgbm" else NonNegativeLinearStack()
+        return clone(self.meta)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, postdate: np.ndarray, X_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> "StackedEnsemble":
+        """X: (n, d) train features; y: (n,) train labels; postdate: (n,) seconds.
+
+        (X_val, y_val) only early-stop the final refits; without them a refit is early-stopped
+        on the latest ``es_fraction`` of the train rows, like the fold models.
+        """
+        X, y, postdate = np.asarray(X), np.asarray(y, dtype=np.float64), np.asarray(postdate, dtype=np.float64)
+        if not len(X) == len(y) == len(postdate):
+            raise ValueError(f"X, y, postdate lengths differ: {len(X)}, {len(y)}, {len(postdate)}")
+        names = list(self.base_learners)
+        self.n_features_in_ = X.shape[1]
+        self.folds_ = time_folds(postdate, self.n_folds, self.scheme, self.gap)
+        self.oof_ = np.column_stack([oof_predictions(self.base_learners[n], X, y, self.folds_,
+                                                     es_fraction=self.es_fraction) for n in names])
+        self.oof_mask_ = np.isfinite(self.oof_).all(axis=1)
+        self.meta_model_ = self._make_meta().fit(self.oof_[self.oof_mask_], y[self.oof_mask_])
+        weights = getattr(self.meta_model_, "weights_", None)
+        self.weights_ = None if weights is None else dict(zip(names, map(float, weights)))
+        self.intercept_ = getattr(self.meta_model_, "intercept_", None)
+        self.base_models_ = {n: self._refit(self.base_learners[n], X, y, postdate, X_val, y_val) for n in names}
+        self.oof_metrics_ = self._oof_metrics(names, y)
+        return self
+
+    def _refit(self, learner, X, y, postdate, X_val, y_val) -> BaseEstimator:
+        if X_val is not None:
+            return _factory(learner)().fit(X, y, X_val, y_val)
+        order = np.lexsort((np.arange(len(postdate)), postdate))
+        return fit_internal_es(learner, X, y, order, self.es_fraction)
+
+    def _oof_metrics(self, names: list[str], y: np.ndarray) -> dict[str, dict]:
+        m, P = self.oof_mask_, self.oof_[self.oof_mask_]
+        out = {n: regression_metrics(y[m], P[:, j]) for j, n in enumerate(names)}
+        out["stack_in_sample"] = regression_metrics(y[m], self.meta_model_.predict(P))
+        return out
+
+    def predict_base(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """(n, d) -> name -> (n,) prediction of each refitted base learner."""
+        check_is_fitted(self, "base_models_")
+        return {n: np.asarray(model.predict(X), dtype=np.float64) for n, model in self.base_models_.items()}
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """(n, d) -> (n,) meta-learner prediction over the base learners' predictions."""
+        base = self.predict_base(X)
+        return self.meta_model_.predict(np.column_stack([base[n] for n in self.base_models_]))
