@@ -73,3 +73,6 @@ for _name, _desc in _GROUPS.items():
                              stage=f"features_{_name}", kind="feature_group", timestamp="postdate", description=_desc))
 register_table(TableSpec(name="predictions", path="data/preds/lgbm.parquet", stage="train_lgbm", kind="prediction",
                          description="LightGBM prediction for every post, with its split"))
+register_table(TableSpec(name="predictions_stack", path="data/preds/stack.parquet", stage="train_stack",
+                         kind="prediction", description="stacked-ensemble prediction (pred) and each base learner's "
+                                                        "(pred_<learner>) for every post"))

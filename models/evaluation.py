@@ -17,6 +17,15 @@ class EvaluateConfig:
     label_bins: tuple[float, ...] = (1, 3, 5, 7, 9, 11, 13, 17)
     plot_rows: int = 3000  # sample of (true, pred) points per split in the scatter plot
     seed: int = 42
+    submit_model: str = "stack"  # whose predictions go into the submission and the plots (stack or lgbm)
+
+    def __post_init__(self) -> None:
+        if self.submit_model not in MODEL_TABLES:
+            raise ValueError(f"evaluate.submit_model must be one of {sorted(MODEL_TABLES)}, got {self.submit_model!r}")
+
+
+# model name -> registered predictions table (columns pid, split, label, pred[, pred_<learner>])
+MODEL_TABLES = {"lgbm": "predictions", "stack": "predictions_stack"}
 
 
 def split_metrics(preds: pl.DataFrame) -> dict[str, dict]:

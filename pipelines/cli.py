@@ -29,8 +29,9 @@ def _run(args: argparse.Namespace) -> int:
     paths = Paths(root=args.workdir, smpd=args.smpd_dir.resolve())
     args.workdir.mkdir(parents=True, exist_ok=True)
     results = run_stages(paths, params)
-    val = results["evaluate"]["lgbm"]["val"]
-    print(f"validation SRC {val['src']:.4f}  MAE {val['mae']:.4f}  MSE {val['mse']:.4f}  (n={val['n']})")
+    metrics = results["evaluate"]
+    val = metrics[metrics["submitted_model"]]["val"]
+    print(f"{metrics['submitted_model']}: validation SRC {val['src']:.4f}  MAE {val['mae']:.4f}  MSE {val['mse']:.4f}  (n={val['n']})")
     print(f"submission: {paths.submission}\nmetrics:    {paths.metrics}")
     return 0
 
