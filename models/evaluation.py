@@ -62,7 +62,7 @@ def plot_tables(preds: pl.DataFrame, cfg: EvaluateConfig) -> tuple[pl.DataFrame,
         if part.height > cfg.plot_rows:
             part = part[np.sort(rng.choice(part.height, cfg.plot_rows, replace=False)).tolist()]
         parts.append(part)
-    scatter = pl.concat(parts).select("pid", "split", pl.col("label").alias("true"), pl.col("pred").alias("predicted"))
+    scatter = pl.concat(parts).select("pid", "split", "label", pl.col("pred").alias("predicted"))
     rows = []
     for s in ("val", "test"):
         part = labelled.filter(pl.col("split") == s)
