@@ -16,6 +16,7 @@ import pyarrow as pa
 from featurestore.catalog import load_sql, open_tables
 from featurestore.config import config_from_dict
 from featurestore.features_text import TextConfig, text_features
+from featurestore.image_stats import ImageStatsConfig, image_stats_features
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ register_group(FeatureGroup(name="temporal", table="features_temporal", sql="fea
 register_group(FeatureGroup(name="text", table="features_text", build=text_features, config=TextConfig,
                             params_section="features_text",
                             description="title/tag counts and flags; TF-IDF + SVD of title and tags fitted on train"))
+register_group(FeatureGroup(name="image_stats", table="features_image_stats", build=image_stats_features,
+                            config=ImageStatsConfig, params_section="features_image_stats",
+                            description="engineered image statistics: quality, colour, composition, faces"))
 register_group(FeatureGroup(name="history", table="features_history", sql="features_history",
                             config=HistoryConfig, params_section="features_history",
                             description="point-in-time label statistics of the user, user x category and categories"))

@@ -21,7 +21,7 @@ CATEGORICAL_SUFFIX = "_code"  # integer-coded columns the GBDTs treat as categor
 @dataclass(frozen=True)
 class TrainConfig:
     feature_groups: tuple[str, ...] = ("features_baseline", "features_user", "features_temporal", "features_text",
-                                       "features_history")
+                                       "features_image_stats", "features_history")
     learning_rate: float = 0.05
     num_leaves: int = 63
     min_data_in_leaf: int = 40

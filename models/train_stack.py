@@ -24,7 +24,7 @@ from models.train_gbdt import CATEGORICAL_SUFFIX
 @dataclass(frozen=True)
 class StackConfig:
     feature_groups: tuple[str, ...] = ("features_baseline", "features_user", "features_temporal", "features_text",
-                                       "features_history")
+                                       "features_image_stats", "features_history")
     learners: tuple[str, ...] = ("lgbm", "catboost", "xgboost", "mlp")
     meta: str = "nnls"          # nnls (non-negative linear) or lgbm
     n_folds: int = 4

@@ -1,0 +1,114 @@
+"""The ``image_stats`` feature group: engineered statistics of every post's image.
+
+Each JPEG is decoded at reduced size (libjpeg DCT scaling through ``Image.draft``, then a
+shrink to at most ``decode_size`` px; ``featurestore.image_decode``) and measured by the pure
+functions of ``featurestore.image_measures``; width, height and file size are the original
+file's. Images are processed in chunks by a ``multiprocessing`` pool (spawned workers, results
+in input order), so the table is the same for any ``workers`` and ``chunk_size``. A missing or
+undecodable image is counted and flagged (``img_missing`` = 1, every statistic null), never fatal.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from featurestore.image_decode import COLUMNS, CORRUPT, MISSING, OK, chunk_rows, init_worker, single_threaded_cv2
+
+log = logging.getLogger(__name__)
+
+__all__ = ["COLUMNS", "ImageStatsConfig", "build_image_stats", "compute_rows", "image_stats_features",
+           "image_stats_table"]
+
+
+@dataclass(frozen=True)
+class ImageStatsConfig:
+    decode_size: int = 256         # longest side (px) the statistics are computed at
+    workers: int = 2               # processes; 1 runs in the calling process
+    chunk_size: int = 64           # images per task sent to a worker
+    faces: bool = True             # run the Haar face detector (img_face_count is null when False)
+    face_size: int = 192           # longest side (px) of the face-detection image; faces < 24 px there are missed
+    progress: bool = True          # tqdm progress bar on stderr
+    image_root: str | None = None  # directory the image paths are relative to (default: the SMPD dir)
+
+    def __post_init__(self) -> None:
+        if self.decode_size < 16 or self.face_size < 24:
+            raise ValueError("features_image_stats: decode_size must be >= 16 and face_size >= 24")
+        if self.workers < 1 or self.chunk_size < 1:
+            raise ValueError("features_image_stats: workers and chunk_size must be >= 1")
+
+
+def compute_rows(paths: list[str | None], cfg: ImageStatsConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Statuses ``(N,)`` int8 and values ``(N, len(COLUMNS))`` float64 for image files, in input order."""
+    chunks = [paths[i:i + cfg.chunk_size] for i in range(0, len(paths), cfg.chunk_size)]
+    work = partial(chunk_rows, decode_size=cfg.decode_size, faces=cfg.faces, face_size=cfg.face_size)
+    statuses, values = [np.empty(0, np.int8)], [np.empty((0, len(COLUMNS)))]
+    pool = None
+    if cfg.workers > 1 and len(chunks) > 1:  # a crashed worker raises BrokenProcessPool rather than hanging
+        pool = ProcessPoolExecutor(min(cfg.workers, len(chunks)), mp.get_context("spawn"), initializer=init_worker)
+    try:
+        results = pool.map(work, chunks) if pool else map(work, chunks)  # in input order: no scheduling effect
+        with single_threaded_cv2(), tqdm(total=len(paths), desc="image_stats", unit="img", disable=not cfg.progress,
+                                         mininterval=1.0) as bar:
+            for s, v in results:
+                statuses.append(s)
+                values.append(v)
+                bar.update(len(s))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return np.concatenate(statuses), np.concatenate(values)
+
+
+def image_stats_table(images: pa.Table, root: Path, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
+    """Statistics of every image of an ``images`` table (pid, path relative to ``root``; null path = missing).
+
+    Returns ``(table, summary)``: ``pid`` and the float64 ``COLUMNS``, one row per input row,
+    sorted by pid, with null where a value does not exist (NaN in numpy); summary counts
+    ``images``, ``processed``, ``missing``, ``corrupt`` and the throughput ``images_per_s``.
+    """
+    images = images.sort_by("pid")
+    base = str(root)
+    paths = [None if p is None else os.path.join(base, p) for p in images["path"].to_pylist()]
+    t0 = time.perf_counter()
+    statuses, values = compute_rows(paths, cfg)
+    seconds = time.perf_counter() - t0
+    table = pa.table({"pid": images["pid"].cast(pa.int64()),
+                      **{c: pa.array(values[:, j], pa.float64(), from_pandas=True) for j, c in enumerate(COLUMNS)}})
+    summary = {"images": len(paths), "processed": int((statuses == OK).sum()),
+               "missing": int((statuses == MISSING).sum()), "corrupt": int((statuses == CORRUPT).sum()),
+               "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 1) if seconds > 0 else None}
+    return table, summary
+
+
+def build_image_stats(paths, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
+    """``pid``, ``postdate`` and ``COLUMNS`` for every ingested post of a run (``pipelines.paths.Paths``).
+
+    A post without a row in the ``images`` table counts as missing. Returns ``(table, summary)``.
+    """
+    posts = pq.read_table(paths.table("posts"), columns=["pid", "postdate"])
+    images = pq.read_table(paths.table("images"), columns=["pid", "path"])
+    posts = posts.join(images, "pid", join_type="left outer").sort_by("pid")
+    root = Path(cfg.image_root) if cfg.image_root else paths.smpd_dir
+    stats, summary = image_stats_table(posts.select(["pid", "path"]), root, cfg)
+    table = pa.table({"pid": stats["pid"], "postdate": posts["postdate"],
+                      **{c: stats[c] for c in COLUMNS}})
+    log.info("image_stats: %(images)d images: %(processed)d processed, %(missing)d missing, %(corrupt)d corrupt "
+             "(%(images_per_s)s images/s)", summary)
+    return table, summary
+
+
+def image_stats_features(paths, cfg: ImageStatsConfig) -> pa.Table:
+    """The feature-group builder (``FeatureGroup(build=...)``): the table of ``build_image_stats``."""
+    return build_image_stats(paths, cfg)[0]
