@@ -64,6 +64,7 @@ def _pandas(smpd: Path) -> dict:
 def _child(method: str, smpd: Path) -> None:
     result = {"smpp": _smpp, "pandas": _pandas}[method](smpd)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["child_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps(result))
 
 
@@ -94,8 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     for method in ("smpp", "pandas"):
         runs = [_run_child(method, args.dir) for _ in range(args.repeat)]
         best = min(runs, key=lambda r: r["seconds"])
+        every = ", ".join(f"{r['seconds']:.2f}" for r in runs)
         print(f"{method:7s} posts={best['posts']} best of {args.repeat}: {best['seconds']:.2f} s  "
-              f"(all: {', '.join(f'{r['seconds']:.2f}' for r in runs)})  peak RSS {best['peak_rss_mb']:.0f} MiB")
+              f"(all: {every})  peak RSS {best['peak_rss_mb']:.0f} MiB (largest worker {best['child_peak_rss_mb']:.0f} MiB)")
 
 
 if __name__ == "__main__":

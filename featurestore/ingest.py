@@ -14,7 +14,9 @@ Policy for bad rows (``IngestConfig.on_bad_row``):
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,12 +27,13 @@ import pyarrow.compute as pc
 
 from featurestore.smpd_layout import SplitFiles, SMPDFormatError, bad_value, locate_smpd
 from featurestore.smpd_io import check_rows, check_same, read_json, read_lines, record_columns
-from featurestore.smpd_users import read_user_file
+from featurestore.smpd_users import _as_text, load_user_columns, read_user_file
 from featurestore.smpd_values import (
     Problems, parse_float, parse_int, parse_pid, parse_str, parse_uid,
 )
 
 log = logging.getLogger(__name__)
+PARALLEL_MIN_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
 TABLES = ("posts", "labels", "categories", "text", "temporal", "additional", "users", "images")
 
 
@@ -41,6 +44,7 @@ class IngestConfig:
     on_bad_row: str = "error"
     check_images: bool = True
     image_root: str | None = None
+    workers: int = 2  # processes reading the JSON files in parallel (1: in this process)
 
     def __post_init__(self) -> None:
         if self.on_bad_row not in ("error", "reject"):
@@ -50,26 +54,39 @@ class IngestConfig:
 def parse_image_list(lines: list[str], name: str, pid: pa.Array, uid: pa.Array, split: str,
                      problems: Problems) -> dict[str, pa.Array]:
     """Image list as paths ``<split>/<Uid>/<Pid>.jpg`` (checked against Pid/Uid) or Flickr URLs."""
-    paths: list[str | None] = []
-    urls: list[str | None] = []
-    pids, uids = pid.to_pylist(), uid.to_pylist()
-    for i, line in enumerate(lines):
-        entry = line.strip()
-        if entry.startswith(("http://", "https://")):
-            urls.append(entry)
-            paths.append(f"{split}/{uids[i]}/{pids[i]}.jpg")  # where the image archives unpack
-            continue
-        urls.append(None)
-        paths.append(entry)
+    entries = pc.utf8_trim_whitespace(pa.array(lines, pa.string()))
+    is_url = pc.fill_null(pc.starts_with(entries, "http://"), False)
+    is_url = pc.or_(is_url, pc.fill_null(pc.starts_with(entries, "https://"), False))
+    n = len(lines)
+    expected = pc.binary_join_element_wise(pa.array([split] * n, pa.string()), uid, pc.cast(pid, pa.string()), "/")
+    expected = pc.binary_join_element_wise(expected, pa.array([".jpg"] * n, pa.string()), "")
+    # the usual case is checked at C speed; other spellings (another folder or extension) row by row
+    unusual = pc.invert(pc.or_(is_url, pc.fill_null(pc.equal(entries, expected), False)))
+    for i in np.flatnonzero(unusual.to_numpy(zero_copy_only=False)):
+        entry, u, p = lines[i].strip(), uid[int(i)].as_py(), pid[int(i)].as_py()
         parts = entry.split("/")
-        if len(parts) < 2 or parts[-2] != uids[i] or parts[-1].rsplit(".", 1)[0] != str(pids[i]):
-            problems.add(name, i, "path", f"does not match Uid/Pid {uids[i]}/{pids[i]}", entry)
-    return {"path": pa.array(paths, pa.string()), "url": pa.array(urls, pa.string())}
+        if len(parts) < 2 or parts[-2] != u or parts[-1].rsplit(".", 1)[0] != str(p):
+            problems.add(name, int(i), "path", f"does not match Uid/Pid {u}/{p}", entry)
+    paths = pc.if_else(is_url, expected, entries)  # URL rows: where the image archives unpack
+    return {"path": paths, "url": pc.if_else(is_url, entries, pa.scalar(None, pa.string()))}
 
 
-def _category(files: SplitFiles, problems: Problems) -> dict[str, pa.Array]:
+RECORD_KEYS = {"category": ("Pid", "Uid", "Category", "Subcategory", "Concept"),
+               "text": ("Pid", "Uid", "Title", "Alltags", "Mediatype"),
+               "temporal": ("Pid", "Uid", "Postdate", "Latitude", "Longitude", "Geoaccuracy"),
+               "additional": ("Pid", "Uid", "Pathalias", "Ispublic", "Mediastatus")}
+
+
+def load_file(path: Path, kind: str):
+    """Read one JSON file into columns (runs in a worker process when ingest has workers)."""
+    if kind == "user":
+        return load_user_columns(path)
+    return record_columns(read_json(path), path.name, RECORD_KEYS[kind])
+
+
+def _category(files: SplitFiles, problems: Problems, raw: dict) -> dict[str, pa.Array]:
     name = files["category"].name
-    cols = record_columns(read_json(files["category"]), name, ("Pid", "Uid", "Category", "Subcategory", "Concept"))
+    cols = raw["category"]
     return {
         "pid": parse_pid(cols["Pid"], name, problems),
         "uid": parse_uid(cols["Uid"], name, problems),
@@ -79,26 +96,30 @@ def _category(files: SplitFiles, problems: Problems) -> dict[str, pa.Array]:
     }
 
 
-def _keyed_file(files: SplitFiles, kind: str, keys: tuple[str, ...], ref: dict, problems: Problems) -> tuple[str, dict]:
-    """Read a record file, check its length and its Pid/Uid against the category file."""
+def _keyed_file(files: SplitFiles, kind: str, raw: dict, ref: dict, problems: Problems) -> tuple[str, dict]:
+    """A loaded record file: check its length and its Pid/Uid against the category file."""
     path = files[kind]
-    cols = record_columns(read_json(path), path.name, ("Pid", "Uid") + keys)
+    cols = raw[kind]
     check_rows(len(cols["Pid"]), len(ref["pid"]), path.name, files["category"].name)
     check_same(parse_pid(cols["Pid"], path.name, problems), ref["pid"], path.name, "Pid", files["category"].name, problems)
-    check_same(pa.array([str(u) if u is not None else None for u in cols["Uid"]], pa.string()), ref["uid"],
+    check_same(_as_text(cols["Uid"]), ref["uid"],
                path.name, "Uid", files["category"].name, problems)
     return path.name, cols
 
 
-def parse_split(files: SplitFiles, problems: Problems) -> dict[str, dict[str, pa.Array]]:
-    """Parse all files of one split into column dicts keyed by table name (rows not yet filtered)."""
-    ref = _category(files, problems)
+def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None) -> dict[str, dict[str, pa.Array]]:
+    """Parse all files of one split into column dicts keyed by table name (rows not yet filtered).
+
+    ``raw``: kind -> columns already loaded by ``load_file`` (loaded here when absent).
+    """
+    raw = raw if raw is not None else {k: load_file(files[k], k) for k in (*RECORD_KEYS, "user")}
+    ref = _category(files, problems, raw)
     n = len(ref["pid"])
-    name, t = _keyed_file(files, "text", ("Title", "Alltags", "Mediatype"), ref, problems)
+    name, t = _keyed_file(files, "text", raw, ref, problems)
     text = {"title": parse_str(t["Title"], name, "Title", problems, missing_to_null=False),
             "alltags": parse_str(t["Alltags"], name, "Alltags", problems, missing_to_null=False),
             "mediatype": parse_str(t["Mediatype"], name, "Mediatype", problems)}
-    name, s = _keyed_file(files, "temporal", ("Postdate", "Latitude", "Longitude", "Geoaccuracy"), ref, problems)
+    name, s = _keyed_file(files, "temporal", raw, ref, problems)
     temporal = {"postdate": parse_int(s["Postdate"], name, "Postdate", problems, required=True),
                 "latitude": parse_float(s["Latitude"], name, "Latitude", problems),
                 "longitude": parse_float(s["Longitude"], name, "Longitude", problems),
@@ -107,11 +128,11 @@ def parse_split(files: SplitFiles, problems: Problems) -> dict[str, dict[str, pa
     temporal["latitude"] = pc.if_else(has_geo, temporal["latitude"], None)
     temporal["longitude"] = pc.if_else(has_geo, temporal["longitude"], None)
     temporal["has_geo"] = has_geo
-    name, a = _keyed_file(files, "additional", ("Pathalias", "Ispublic", "Mediastatus"), ref, problems)
+    name, a = _keyed_file(files, "additional", raw, ref, problems)
     additional = {"pathalias": parse_str(a["Pathalias"], name, "Pathalias", problems),
                   "ispublic": parse_int(a["Ispublic"], name, "Ispublic", problems),
                   "mediastatus": parse_str(a["Mediastatus"], name, "Mediastatus", problems)}
-    users = read_user_file(files["user"], ref, problems)
+    users = read_user_file(files["user"], ref, problems, loaded=raw["user"])
     check_rows(len(users["uid"]), n, files["user"].name, files["category"].name)
     lines = read_lines(files["image_list"])
     check_rows(len(lines), n, files["image_list"].name, files["category"].name)
@@ -138,6 +159,26 @@ def flag_duplicates(pid: pa.Array, name: str, problems: Problems, seen: set[int]
         problems.add(name, int(i), "Pid", "duplicate Pid", int(values[i]))
 
 
+def load_all(located: dict[str, SplitFiles], workers: int) -> dict[str, dict]:
+    """Load every JSON file of every split: split -> kind -> columns, with ``workers`` processes.
+
+    Parsing JSON is CPU-bound and holds the GIL, so files are read in separate processes and
+    come back as Arrow arrays (cheap to pickle). The biggest files are submitted first.
+    """
+    jobs = [(split, kind, files[kind]) for split, files in located.items() for kind in (*RECORD_KEYS, "user")]
+    jobs.sort(key=lambda j: -j[2].stat().st_size)
+    out: dict[str, dict] = {split: {} for split in located}
+    if workers <= 1 or sum(j[2].stat().st_size for j in jobs) < PARALLEL_MIN_BYTES:
+        for split, kind, path in jobs:
+            out[split][kind] = load_file(path, kind)
+        return out
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {(split, kind): pool.submit(load_file, path, kind) for split, kind, path in jobs}
+        for (split, kind), fut in futures.items():
+            out[split][kind] = fut.result()
+    return out
+
+
 def _kept_mask(n: int, problems: Problems) -> np.ndarray:
     keep = np.ones(n, dtype=bool)
     if problems.rows:
@@ -157,12 +198,13 @@ def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[
     """
     smpd_dir = Path(smpd_dir)
     located = locate_smpd(smpd_dir)
+    raw = load_all(located, config.workers)
     parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
     report: dict = {"smpd_dir": str(smpd_dir), "policy": config.on_bad_row, "files": {}, "splits": {}, "rejections": []}
     seen: set[int] = set()
     for split, files in located.items():
         problems = Problems(policy=config.on_bad_row)
-        cols = parse_split(files, problems)
+        cols = parse_split(files, problems, raw[split])
         flag_duplicates(pc.fill_null(cols["posts"]["pid"], -1), files["category"].name, problems, seen)
         n = len(cols["posts"]["pid"])
         keep = _kept_mask(n, problems)

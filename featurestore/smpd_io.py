@@ -34,13 +34,24 @@ def read_lines(path: Path) -> list[str]:
     return [ln.rstrip("\r") for ln in lines]
 
 
-def record_columns(data: object, name: str, keys: tuple[str, ...]) -> dict[str, list]:
-    """A JSON array of objects -> {key: list of values}; an absent key reads as null."""
+def record_columns(data: object, name: str, keys: tuple[str, ...]) -> dict[str, pa.Array | list]:
+    """A JSON array of objects -> {key: column}; an absent key reads as null.
+
+    Columns are Arrow arrays when Arrow can type every key consistently (the normal case:
+    built in C++), else Python lists; the value parsers accept both.
+    """
     if not isinstance(data, list):
         raise bad_value(name, None, None, f"expected a JSON array of records, got {type(data).__name__}")
     for i, rec in enumerate(data):
         if not isinstance(rec, dict):
             raise bad_value(name, i, None, f"expected a JSON object, got {type(rec).__name__}")
+    try:
+        struct = pa.array(data) if data else None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        struct = None
+    if struct is not None and pa.types.is_struct(struct.type):
+        present = {struct.type.field(i).name for i in range(struct.type.num_fields)}
+        return {k: struct.field(k) if k in present else pa.nulls(len(data)) for k in keys}
     return {k: [rec.get(k) for rec in data] for k in keys}
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from featurestore.smpd_io import check_same, read_json
+from featurestore.smpd_fastpath import as_list, fast_str
 from featurestore.smpd_layout import bad_value
 from featurestore.smpd_values import (
-    Problems, is_missing, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
+    MISSING_MARKERS, Problems, is_missing, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
 )
 
 USER_FIELDS = ("photo_firstdate", "photo_count", "ispro", "canbuypro", "timezone_offset",
@@ -36,6 +38,21 @@ def _columns_from_records(data: list, name: str) -> dict[str, list]:
     return cols
 
 
+def _row_index(inner: dict, name: str, col: str) -> list[str]:
+    """The row keys "0".."n-1" in numeric order; anything else is an error."""
+    keys = list(inner)
+    if keys == [str(i) for i in range(len(keys))]:
+        return keys
+    try:
+        index = sorted(keys, key=int)
+    except ValueError:
+        bad = next(k for k in keys if not k.lstrip("-").isdigit())
+        raise bad_value(name, None, col, f"row key {bad!r} is not an integer") from None
+    if [int(k) for k in index] != list(range(len(index))):
+        raise bad_value(name, None, col, "row keys are not 0..n-1 (rows missing or duplicated)")
+    return index
+
+
 def _columns_from_columnar(data: dict, name: str) -> dict[str, list]:
     """Rebuild row order from the stringified 0-based row index shared by every column."""
     index: list[str] | None = None
@@ -44,22 +61,41 @@ def _columns_from_columnar(data: dict, name: str) -> dict[str, list]:
         if not isinstance(inner, dict):
             raise bad_value(name, None, col, "columnar user file: each column must be an object {row: value}")
         if index is None:
-            try:
-                index = sorted(inner, key=int)
-            except ValueError:
-                bad = next(k for k in inner if not k.lstrip("-").isdigit())
-                raise bad_value(name, None, col, f"row key {bad!r} is not an integer") from None
-            if [int(k) for k in index] != list(range(len(index))):
-                raise bad_value(name, None, col, "row keys are not 0..n-1 (rows missing or duplicated)")
-        elif len(inner) != len(index) or any(k not in inner for k in index):
+            index = _row_index(inner, name, col)
+        elif len(inner) != len(index) or (list(inner) != index and inner.keys() != set(index)):
             raise bad_value(name, None, col, "column rows differ from the first column's rows")
-        cols[RENAMES.get(col, col)] = [inner[k] for k in index]
+        # pandas writes the rows in order: then the values are already aligned (C-speed path)
+        cols[RENAMES.get(col, col)] = list(inner.values()) if list(inner) == index else [inner[k] for k in index]
     n = len(index or [])
     return {k: cols.get(k, [None] * n) for k in set(USER_FIELDS) | {"Pid", "Uid"}}
 
 
-def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems) -> dict[str, pa.Array]:
-    """Parse a user file of either form into columns aligned with the category file rows."""
+def as_arrow_safe(values) -> pa.Array:
+    """Arrow view of a column for null counting; mixed-type lists become strings."""
+    return values if isinstance(values, pa.Array) else pa.array([None if v is None else str(v) for v in values])
+
+
+def _as_text(values) -> pa.Array:
+    """A column as strings for comparison (numbers written where a string belongs compare as text)."""
+    if isinstance(values, pa.Array):
+        return values.cast(pa.string())
+    return pa.array([str(u) if u is not None else None for u in values], pa.string())
+
+
+def _label_column(values: list) -> pa.Array:
+    """A short label column (timezone) as strings, every missing marker -> null."""
+    fast = fast_str(values, MISSING_MARKERS)
+    if fast is not None:
+        return fast
+    return pa.array([None if is_missing(v) else str(v) for v in as_list(values)], pa.string())
+
+
+def load_user_columns(path: Path) -> tuple[dict, str]:
+    """Read a user file of either form: ({column: values}, "records" | "columns").
+
+    Columns are Arrow arrays where Arrow can type them (cheap to send between processes),
+    else Python lists.
+    """
     name = path.name
     data = read_json(path)
     if isinstance(data, list):
@@ -68,13 +104,27 @@ def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems) -> 
         cols, form = _columns_from_columnar(data, name), "columns"
     else:
         raise bad_value(name, None, None, "expected a JSON array of records (7a) or a columnar object (7b)")
+    return {k: _to_arrow(v) for k, v in cols.items()}, form
+
+
+def _to_arrow(values: list):
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return values
+
+
+def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems,
+                   loaded: tuple[dict, str] | None = None) -> dict[str, pa.Array]:
+    """Parse a user file of either form into columns aligned with the category file rows."""
+    name = path.name
+    cols, form = loaded if loaded is not None else load_user_columns(path)
     n = len(cols["Uid"])
     if n == len(ref["pid"]):
-        if any(v is not None for v in cols["Pid"]):
+        if pc.count(as_arrow_safe(cols["Pid"])).as_py():
             check_same(parse_pid(cols["Pid"], name, problems), ref["pid"], name, "Pid", "category file", problems)
-        if any(v is not None for v in cols["Uid"]):
-            check_same(pa.array([None if v is None else str(v) for v in cols["Uid"]], pa.string()),
-                       ref["uid"], name, "Uid", "category file", problems)
+        if pc.count(as_arrow_safe(cols["Uid"])).as_py():
+            check_same(_as_text(cols["Uid"]), ref["uid"], name, "Uid", "category file", problems)
     text_u, vec_u = parse_description(cols["user_description"], name, "user_description", problems)
     text_l, vec_l = parse_description(cols["location_description"], name, "location_description", problems)
     out = {
@@ -83,10 +133,10 @@ def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems) -> 
         "photo_count": parse_int(cols["photo_count"], name, "photo_count", problems),
         "ispro": parse_int(cols["ispro"], name, "ispro", problems),
         "canbuypro": parse_int(cols["canbuypro"], name, "canbuypro", problems),
-        "timezone_offset": pa.array([None if is_missing(v) else str(v) for v in cols["timezone_offset"]], pa.string()),
+        "timezone_offset": _label_column(cols["timezone_offset"]),
         "tz_offset_minutes": parse_tz_column(cols["timezone_offset"], name, "timezone_offset", problems),
         "photo_firstdatetaken": parse_datetime_epoch(cols["photo_firstdatetaken"], name, "photo_firstdatetaken", problems),
-        "timezone_id": pa.array([None if is_missing(v) else str(v) for v in cols["timezone_id"]], pa.string()),
+        "timezone_id": _label_column(cols["timezone_id"]),
         "user_description": text_u,
         "location_description": text_l,
         "user_form": pa.array(np.full(n, form)),

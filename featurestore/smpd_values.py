@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from featurestore.smpd_fastpath import as_list, fast_epoch, fast_float, fast_int, fast_match, fast_str, via_unique
 from featurestore.smpd_layout import bad_value
 
 # FORMAT.md §1: "None" (Pathalias), "" (Longitude), "\n" (location_description), JSON null.
@@ -67,8 +69,12 @@ class Problems:
             self.examples.append({"file": file, "row": row, "field": fld, "reason": reason, "value": repr(value)[:80]})
 
 
-def parse_float(values: list, file: str, fld: str, problems: Problems, *, required: bool = False) -> pa.Array:
+def parse_float(values: list, file: str, fld: str, problems: Problems, *, required: bool = False,
+                fast: bool = True) -> pa.Array:
     """Parse string/number values to float64; missing markers become null (or a problem if required)."""
+    if fast and (done := fast_float(values, MISSING_MARKERS, required)) is not None:
+        return done
+    values = as_list(values)
     out: list[float | None] = [None] * len(values)
     for i, v in enumerate(values):
         if is_missing(v):
@@ -89,8 +95,12 @@ def parse_float(values: list, file: str, fld: str, problems: Problems, *, requir
     return pa.array(out, type=pa.float64())
 
 
-def parse_int(values: list, file: str, fld: str, problems: Problems, *, required: bool = False) -> pa.Array:
+def parse_int(values: list, file: str, fld: str, problems: Problems, *, required: bool = False,
+              fast: bool = True) -> pa.Array:
     """Parse integer strings or integral floats (``"1"``, ``1813.0``) to int64."""
+    if fast and (done := fast_int(values, MISSING_MARKERS, required)) is not None:
+        return done
+    values = as_list(values)
     out: list[int | None] = [None] * len(values)
     for i, v in enumerate(values):
         if is_missing(v):
@@ -117,8 +127,12 @@ def parse_int(values: list, file: str, fld: str, problems: Problems, *, required
     return pa.array(out, type=pa.int64())
 
 
-def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_to_null: bool = True) -> pa.Array:
+def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_to_null: bool = True,
+              fast: bool = True) -> pa.Array:
     """Strings as-is; missing markers become null when ``missing_to_null``. Non-strings are problems."""
+    if fast and (done := fast_str(values, TEXT_MISSING_MARKERS if missing_to_null else None)) is not None:
+        return done
+    values = as_list(values)
     out: list[str | None] = [None] * len(values)
     for i, v in enumerate(values):
         if v is None or (missing_to_null and is_missing_text(v)):
@@ -130,8 +144,11 @@ def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_
     return pa.array(out, type=pa.string())
 
 
-def parse_uid(values: list, file: str, problems: Problems) -> pa.Array:
+def parse_uid(values: list, file: str, problems: Problems, fast: bool = True) -> pa.Array:
     """Uids must match ``^\\d+@N\\d+$``."""
+    if fast and (done := fast_match(values, r"^[0-9]+@N[0-9]+$")) is not None:  # RE2: $ is the end of the text
+        return done
+    values = as_list(values)
     for i, v in enumerate(values):
         if not isinstance(v, str) or not UID_RE.match(v):
             problems.add(file, i, "Uid", "bad Uid (expected <digits>@N<digits>)", v)
@@ -141,9 +158,12 @@ def parse_uid(values: list, file: str, problems: Problems) -> pa.Array:
 def parse_pid(values: list, file: str, problems: Problems) -> pa.Array:
     """Pids are decimal integers, as a JSON string or number, and positive."""
     arr = parse_int(values, file, "Pid", problems, required=True)
+    if arr.null_count == 0 and (len(arr) == 0 or pc.min(arr).as_py() > 0):
+        return arr
+    raw = as_list(values)
     for i, v in enumerate(arr.to_pylist()):
         if v is not None and v <= 0:
-            problems.add(file, i, "Pid", "Pid must be positive", values[i])
+            problems.add(file, i, "Pid", "Pid must be positive", raw[i])
     return arr
 
 
@@ -165,8 +185,20 @@ def parse_tz_minutes(value: object) -> int | None:
     return int(round(hours * 60)) if math.isfinite(hours) else None
 
 
-def parse_tz_column(values: list, file: str, fld: str, problems: Problems) -> pa.Array:
+def _clean_uniques(parser, file: str, fld: str):
+    """A ``via_unique`` parse function: the careful parser on the distinct values, None on any problem."""
+    def parse(uniques: list):
+        local = Problems(policy="reject")
+        out = parser(uniques, file, fld, local, fast=False)
+        return None if local.rows else out
+    return parse
+
+
+def parse_tz_column(values: list, file: str, fld: str, problems: Problems, fast: bool = True) -> pa.Array:
     """Timezone offsets to minutes east of UTC; an unparsable non-missing value is a problem."""
+    if fast and (done := via_unique(values, _clean_uniques(parse_tz_column, file, fld))) is not None:
+        return done
+    values = as_list(values)
     out: list[int | None] = []
     for i, v in enumerate(values):
         m = parse_tz_minutes(v)
@@ -179,8 +211,13 @@ def parse_tz_column(values: list, file: str, fld: str, problems: Problems) -> pa
     return pa.array(out, type=pa.int32())
 
 
-def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems) -> pa.Array:
+def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems, fast: bool = True) -> pa.Array:
     """Epoch seconds from an epoch number/string or a ``YYYY-MM-DD HH:MM:SS`` string (UTC)."""
+    if fast and (done := fast_epoch(values, MISSING_MARKERS)) is not None:
+        return done
+    if fast and (done := via_unique(values, _clean_uniques(parse_datetime_epoch, file, fld))) is not None:
+        return done
+    values = as_list(values)
     out: list[int | None] = [None] * len(values)
     for i, v in enumerate(values):
         if is_missing(v):
@@ -204,7 +241,8 @@ def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems) 
     return pa.array(out, type=pa.int64())
 
 
-def parse_description(values: list, file: str, fld: str, problems: Problems) -> tuple[pa.Array, pa.Array | None]:
+def parse_description(values: list, file: str, fld: str, problems: Problems,
+                      fast: bool = True) -> tuple[pa.Array, pa.Array | None]:
     """Split a description column into (text, vector).
 
     The 2019/2020 user file stores a pre-computed vector of >=399 comma-separated floats
@@ -212,6 +250,9 @@ def parse_description(values: list, file: str, fld: str, problems: Problems) -> 
     (null where the value is a vector or missing) and a list<float32> array or ``None``
     when no row holds a vector.
     """
+    if fast and (done := via_unique(values, _clean_uniques(parse_description, file, fld))) is not None:
+        return done
+    values = as_list(values)
     texts: list[str | None] = [None] * len(values)
     vecs: list[list[float] | None] = [None] * len(values)
     any_vec = False
