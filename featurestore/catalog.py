@@ -1,8 +1,10 @@
 """The DuckDB catalog: views over the Parquet tables plus a registry table.
 
-Views store paths relative to the work root and every connection sets DuckDB's
-``file_search_path`` to that root, so a catalog keeps working when the work directory
-moves and whatever the caller's current directory is. Nothing is copied into the database.
+The stored views use paths relative to the work root, so the catalog file stays valid when the
+work directory moves. DuckDB resolves a relative path against the caller's current directory
+first, so ``open_catalog`` shadows every stored view with a TEMP view over the absolute path
+under the root it was opened with: the right files are read whatever the current directory
+holds. Nothing is copied into the database.
 """
 
 from __future__ import annotations
@@ -43,19 +45,21 @@ def file_md5(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _set_root(con: duckdb.DuckDBPyConnection, root: Path) -> None:
-    con.execute(f"SET file_search_path = {_literal(str(Path(root).resolve()))}")
+def create_views(con: duckdb.DuckDBPyConnection, root: Path, specs: list[TableSpec] | None = None, *,
+                 relative: bool = False, temp: bool = False) -> list[TableSpec]:
+    """Create a view per registered table whose file exists under ``root``; returns those specs.
 
-
-def create_views(con: duckdb.DuckDBPyConnection, root: Path, specs: list[TableSpec] | None = None) -> list[TableSpec]:
-    """Create a view per registered table whose file exists under ``root``; returns those specs."""
-    _set_root(con, root)
+    ``relative``: store the path relative to the root (the persistent catalog); otherwise absolute.
+    """
+    root = Path(root).resolve()
     present = []
     for spec in specs if specs is not None else list_tables():
         if not _IDENT.match(spec.name):
             raise ValueError(f"bad table name {spec.name!r}")
-        if (Path(root) / spec.path).is_file():
-            con.execute(f"CREATE OR REPLACE VIEW {spec.name} AS SELECT * FROM read_parquet({_literal(spec.path)})")
+        if (root / spec.path).is_file():
+            path = spec.path if relative else str(root / spec.path)
+            kind = "TEMP VIEW" if temp else "VIEW"
+            con.execute(f"CREATE OR REPLACE {kind} {spec.name} AS SELECT * FROM read_parquet({_literal(path)})")
             present.append(spec)
     return present
 
@@ -75,7 +79,8 @@ def build_catalog(root: Path) -> Path:
     path.unlink(missing_ok=True)
     con = duckdb.connect(str(path))
     try:
-        specs = create_views(con, root)
+        con.execute(f"SET file_search_path = {_literal(str(root.resolve()))}")  # resolve the relative views now
+        specs = create_views(con, root, relative=True)
         con.execute(load_sql("registry_schema"))
         for s in specs:
             meta = pq.read_metadata(root / s.path)
@@ -94,5 +99,5 @@ def open_catalog(root: Path = Path("."), read_only: bool = True) -> duckdb.DuckD
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run `dvc repro` or `smpp run` first")
     con = duckdb.connect(str(path), read_only=read_only)
-    _set_root(con, root)
+    create_views(con, root, temp=True)
     return con

@@ -90,3 +90,15 @@ def test_duplicate_registration_rejected():
     with pytest.raises(ValueError, match="already registered"):
         register_table(TableSpec(name="posts", path="x.parquet", stage="x"))
     assert len({s.name for s in list_tables()}) == len(list_tables())
+
+
+def test_a_decoy_in_the_current_directory_is_not_read(root, tmp_path, monkeypatch):
+    """DuckDB tries relative paths against the current directory first: the catalog must not."""
+    decoy = tmp_path / "elsewhere"
+    (decoy / "data/tables").mkdir(parents=True)
+    pq.write_table(pq.read_table(root / "data/tables/posts.parquet").slice(0, 1), decoy / "data/tables/posts.parquet")
+    monkeypatch.chdir(decoy)
+    assert open_catalog(root).execute("SELECT count(*) FROM posts").fetchone()[0] == 5
+    from featurestore.catalog import open_tables
+
+    assert open_tables(root).execute("SELECT count(*) FROM posts").fetchone()[0] == 5
