@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from featurestore.catalog import load_sql, open_tables
 from featurestore.config import config_from_dict
+from featurestore.named_registry import Registry
 from featurestore.features_text import TextConfig, text_features
 from featurestore.image_stats import ImageStatsConfig, image_stats_features
 
@@ -50,25 +51,13 @@ class FeatureGroup:
         return config_from_dict(self.config, section or self.name, params.get(section) if section else None)
 
 
-_GROUPS: dict[str, FeatureGroup] = {}
-
-
-def register_group(group: FeatureGroup) -> FeatureGroup:
-    if group.name in _GROUPS:
-        raise ValueError(f"feature group {group.name!r} is already registered")
-    _GROUPS[group.name] = group
-    return group
-
-
-def get_group(name: str) -> FeatureGroup:
-    try:
-        return _GROUPS[name]
-    except KeyError:
-        raise KeyError(f"unknown feature group {name!r}; known: {sorted(_GROUPS)}") from None
+_GROUPS: Registry[FeatureGroup] = Registry("feature group")
+register_group = _GROUPS.register
+get_group = _GROUPS.get
 
 
 def list_groups() -> list[FeatureGroup]:
-    return list(_GROUPS.values())
+    return list(_GROUPS)
 
 
 def run_sql_group(root: Path, sql_name: str, config: object) -> pa.Table:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from featurestore.named_registry import Registry
+
 
 @dataclass(frozen=True, kw_only=True)
 class TableSpec:
@@ -23,26 +25,13 @@ class TableSpec:
     description: str = ""
 
 
-_REGISTRY: dict[str, TableSpec] = {}
-
-
-def register_table(spec: TableSpec) -> TableSpec:
-    """Add a table to the registry; a name can be registered once."""
-    if spec.name in _REGISTRY:
-        raise ValueError(f"table {spec.name!r} is already registered")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def get_table(name: str) -> TableSpec:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown table {name!r}; known: {sorted(_REGISTRY)}") from None
+_TABLES: Registry[TableSpec] = Registry("table")
+register_table = _TABLES.register
+get_table = _TABLES.get
 
 
 def list_tables(kind: str | None = None) -> list[TableSpec]:
-    return [s for s in _REGISTRY.values() if kind is None or s.kind == kind]
+    return [s for s in _TABLES if kind is None or s.kind == kind]
 
 
 _INGEST = {

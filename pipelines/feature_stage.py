@@ -22,3 +22,16 @@ def run_feature_stage(group: str, paths: Paths, params: dict) -> dict:
     cols = feature_columns(table)
     log.info("features_%s: %d posts x %d features (%.1f s)", group, table.num_rows, len(cols), time.perf_counter() - t0)
     return {"rows": table.num_rows, "features": cols}
+
+
+def make_stage(group: str, doc: str):
+    """``(run, main)`` of the stage module ``pipelines.features_<group>``."""
+    from pipelines.stage import stage_main
+
+    def run(paths: Paths, params: dict) -> dict:
+        return run_feature_stage(group, paths, params)
+
+    def main(argv: list[str] | None = None) -> None:
+        stage_main(doc, run, argv)
+
+    return run, main

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from pipelines.feature_stage import run_feature_stage
-from pipelines.paths import Paths
-from pipelines.stage import stage_main
+from pipelines.feature_stage import make_stage
 
 PARAMS: tuple[str, ...] = ()
-
-
-def run(paths: Paths, params: dict) -> dict:
-    return run_feature_stage("user", paths, params)
-
-
-def main(argv: list[str] | None = None) -> None:
-    stage_main(__doc__, run, argv)
-
+run, main = make_stage("user", __doc__)
 
 if __name__ == "__main__":
     main()
