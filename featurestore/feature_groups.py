@@ -7,7 +7,7 @@ Every group's table has ``pid`` and ``postdate`` and is sorted by ``pid``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,7 +44,7 @@ class FeatureGroup:
     build: Callable[[object, object], pa.Table] | None = None  # (paths, config) -> table
     config: type = NoConfig
     params_section: str | None = None
-    extra: dict = field(default_factory=dict)
+    per_post: bool = False  # each row depends on its own post only (new posts need no recomputation of others)
 
     def make_config(self, params: dict) -> object:
         section = self.params_section
@@ -95,7 +95,7 @@ register_group(FeatureGroup(name="text", table="features_text", build=text_featu
                             params_section="features_text",
                             description="title/tag counts and flags; TF-IDF + SVD of title and tags fitted on train"))
 register_group(FeatureGroup(name="image_stats", table="features_image_stats", build=image_stats_features,
-                            config=ImageStatsConfig, params_section="features_image_stats",
+                            config=ImageStatsConfig, params_section="features_image_stats", per_post=True,
                             description="engineered image statistics: quality, colour, composition, faces"))
 register_group(FeatureGroup(name="history", table="features_history", sql="features_history",
                             config=HistoryConfig, params_section="features_history",

@@ -191,6 +191,25 @@ def _image_exists(paths: pa.Array, root: Path) -> pa.Array:
     return pa.array([p is not None and os.path.isfile(os.path.join(base, p)) for p in paths.to_pylist()], pa.bool_())
 
 
+def split_tables(files: SplitFiles, problems: Problems, raw: dict | None, seen: set[int]
+                 ) -> tuple[dict[str, pa.Table], np.ndarray]:
+    """The tables of one split (bad rows dropped under the reject policy) and the kept-row mask.
+
+    ``seen``: Pids of earlier splits (a repeat is a duplicate); updated with this split's Pids.
+    """
+    cols = parse_split(files, problems, raw)
+    flag_duplicates(pc.fill_null(cols["posts"]["pid"], -1), files["category"].name, problems, seen)
+    n = len(cols["posts"]["pid"])
+    keep = _kept_mask(n, problems)
+    seen.update(cols["posts"]["pid"].to_numpy(zero_copy_only=False)[keep].astype(np.int64).tolist())
+    cols["posts"].update(split=pa.array(np.full(n, files.split)), row=pa.array(np.arange(n, dtype=np.int32)),
+                         labelled=pa.array(np.full(n, "labels" in cols)))
+    mask = pa.array(keep)
+    tables = {name: pa.table(c if "pid" in c else {"pid": cols["posts"]["pid"], **c}).filter(mask)
+              for name, c in cols.items()}
+    return tables, keep
+
+
 def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[dict[str, pa.Table], dict]:
     """Parse an SMPD directory into tables (sorted by pid) and a report that accounts for every row.
 
@@ -204,22 +223,15 @@ def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[
     seen: set[int] = set()
     for split, files in located.items():
         problems = Problems(policy=config.on_bad_row)
-        cols = parse_split(files, problems, raw[split])
-        flag_duplicates(pc.fill_null(cols["posts"]["pid"], -1), files["category"].name, problems, seen)
-        n = len(cols["posts"]["pid"])
-        keep = _kept_mask(n, problems)
-        seen.update(cols["posts"]["pid"].to_numpy(zero_copy_only=False)[keep].astype(np.int64).tolist())
-        cols["posts"].update(split=pa.array(np.full(n, split)), row=pa.array(np.arange(n, dtype=np.int32)),
-                             labelled=pa.array(np.full(n, "labels" in cols)))
-        mask = pa.array(keep)
-        for table, c in cols.items():
-            c = c if "pid" in c else {"pid": cols["posts"]["pid"], **c}
-            parts[table].append(pa.table(c).filter(mask))
-        kept = int(keep.sum())
+        split_parts, keep = split_tables(files, problems, raw[split], seen)
+        for table, t in split_parts.items():
+            parts[table].append(t)
+        n, kept = len(keep), int(keep.sum())
         for path in files.paths.values():
             report["files"][path.name] = {"split": split, "path": str(path.relative_to(smpd_dir)),
                                           "rows_read": n, "rows_kept": kept, "rows_rejected": n - kept}
-        report["splits"][split] = {"release": files.release, "user_form": cols["users"]["user_form"][0].as_py() if n else None,
+        user_form = split_parts["users"]["user_form"][0].as_py() if kept else None
+        report["splits"][split] = {"release": files.release, "user_form": user_form,
                                    "rows_read": n, "rows_kept": kept, "rows_rejected": n - kept,
                                    "rejected_by_reason": dict(sorted(problems.reasons.items()))}
         report["rejections"] += [dict(e, split=split) for e in problems.examples]

@@ -62,15 +62,18 @@ class AllowNaNMixin:
 
 
 class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
-    """LightGBM (L2 objective) with early stopping on an explicit validation set.
+    """LightGBM with early stopping on an explicit validation set.
 
     ``categorical_features``: indices of integer-coded categorical columns (NaN = missing).
+    ``quantile``: None for the L2 objective (the mean); a level in (0, 1) for the pinball loss
+    (that quantile of the label), early-stopped on the same loss.
     """
 
     def __init__(self, *, learning_rate: float = 0.05, num_leaves: int = 63, min_data_in_leaf: int = 40,
                  feature_fraction: float = 0.8, bagging_fraction: float = 0.8, bagging_freq: int = 1,
                  lambda_l2: float = 1.0, n_estimators: int = 3000, early_stopping_rounds: int = 100,
-                 num_threads: int = 2, seed: int = 42, categorical_features: tuple[int, ...] = ()):
+                 num_threads: int = 2, seed: int = 42, categorical_features: tuple[int, ...] = (),
+                 quantile: float | None = None):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_data_in_leaf = min_data_in_leaf
@@ -83,9 +86,12 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         self.num_threads = num_threads
         self.seed = seed
         self.categorical_features = categorical_features
+        self.quantile = quantile
 
     def _lgb_params(self) -> dict:
-        return {"objective": "regression", "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+        objective = {"objective": "regression"} if self.quantile is None else \
+            {"objective": "quantile", "alpha": self.quantile, "metric": "quantile"}
+        return {**objective, "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
                 "min_data_in_leaf": self.min_data_in_leaf, "feature_fraction": self.feature_fraction,
                 "bagging_fraction": self.bagging_fraction, "bagging_freq": self.bagging_freq,
                 "lambda_l2": self.lambda_l2, "num_threads": self.num_threads, "seed": self.seed,

@@ -4,6 +4,7 @@
   smpp run --smpd-dir DIR --workdir W                 ingest -> ... -> submission.json, metrics.json
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
+  smpp predict --post post.json                       an unpublished post: prediction and 10-90% interval
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help="write a simulated SMPD directory (see `smpp simulate --help`)", add_help=False)
+    sub.add_parser("predict", help="predict unpublished posts with an interval (see `smpp predict --help`)",
+                   add_help=False)
     r = sub.add_parser("run", help="run the whole pipeline on an SMPD directory and write a submission")
     r.add_argument("--smpd-dir", type=Path, required=True, help="SMPD directory (either release layout)")
     r.add_argument("--workdir", type=Path, required=True, help="where tables, models and reports are written")
@@ -87,6 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging()
         simulate.main(argv[1:])
         return 0
+    if argv[:1] == ["predict"]:
+        from pipelines import predict
+
+        setup_logging()
+        return predict.main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     return {"run": _run, "sql": _sql}[args.command](args)

@@ -35,6 +35,10 @@ class Paths:
         return self.root / "data/models/lgbm.txt"
 
     @property
+    def stack_model(self) -> Path:
+        return self.root / "data/models/stack.joblib"
+
+    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import joblib
+
 import polars as pl
 
 from featurestore.config import config_from_dict
@@ -23,10 +25,12 @@ def run(paths: Paths, params: dict) -> dict:
     features = [pl.read_parquet(paths.table(g)) for g in cfg.feature_groups]
     frame, names = assemble(features, split, pl.read_parquet(paths.table("labels")))
     postdate = frame.select("pid").join(split.select("pid", "postdate"), on="pid", how="left")["postdate"].to_numpy()
-    preds, _, info = fit_stack(frame, names, postdate, cfg)
+    preds, bundle, info = fit_stack(frame, names, postdate, cfg)
     out = paths.table("predictions_stack")
     out.parent.mkdir(parents=True, exist_ok=True)
     preds.write_parquet(out, compression="zstd")
+    paths.stack_model.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(bundle, paths.stack_model)
     write_json(paths.reports / "train_stack.json", {k: v for k, v in info.items() if k not in ("fit_seconds", "python_peak_mb")})
     log.info("train_stack: %s, weights %s, fit %.0f s", ", ".join(cfg.learners), info["weights"], info["fit_seconds"])
     return info

@@ -1,0 +1,110 @@
+"""Feature rows for posts that are not in the store yet (``smpp predict``).
+
+New posts go through the same parsers as ingest (written as a tiny SMPD "test" split) and the
+same feature code as the pipeline: the stored tables plus the new posts form a scratch work
+root in which every feature group is rebuilt, and the new posts' rows are taken out. The new
+posts are unlabelled, so nothing else's features change; groups marked ``per_post`` (image
+statistics) are computed for the new posts alone. A post whose Pid is already stored replaces
+the stored row, so predicting a stored test post reproduces the pipeline's features exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from featurestore.feature_groups import build_group, get_group
+from featurestore.ingest import TABLES, RECORD_KEYS, _image_exists, split_tables
+from featurestore.registry import get_table
+from featurestore.smpd_layout import SplitFiles
+from featurestore.smpd_users import USER_FIELDS
+from featurestore.smpd_values import Problems
+
+FILES = {"category": "test_category.json", "text": "test_text.json", "temporal": "test_temporalspatial_information.json",
+         "additional": "test_additional_information.json", "user": "test_user_data.json",
+         "image_list": "test_img_filepath.txt"}
+
+
+def write_as_split(records: list[dict], folder: Path, next_pid: int) -> SplitFiles:
+    """Write post records (SMPD field names; ``image``: image path) as SMPD test-split files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise ValueError(f"post {i}: expected a JSON object with SMPD fields, got {type(rec).__name__}")
+        if "Uid" not in rec or "Postdate" not in rec:
+            raise ValueError(f"post {i}: 'Uid' and 'Postdate' are required")
+        rows.append({**rec, "Pid": str(rec.get("Pid", next_pid + i))})
+    for kind, keys in RECORD_KEYS.items():
+        (folder / FILES[kind]).write_text(json.dumps([{k: r.get(k, "") if k in ("Title", "Alltags") else r.get(k)
+                                                       for k in keys} for r in rows]))
+    (folder / FILES["user"]).write_text(json.dumps([{k: r.get(k) for k in USER_FIELDS} for r in rows]))
+    # the SMPD convention here; the caller's own image paths replace these after parsing
+    (folder / FILES["image_list"]).write_text("".join("test/{}/{}.jpg\n".format(r["Uid"], r["Pid"]) for r in rows))
+    return SplitFiles(split="test", paths={k: folder / v for k, v in FILES.items()}, release="2022+")
+
+
+def new_post_tables(records: list[dict], scratch: Path, smpd_dir: Path, next_pid: int) -> dict[str, pa.Table]:
+    """Typed ingest tables of the new posts (bad values raise, naming post and field)."""
+    files = write_as_split(records, scratch / "new_smpd", next_pid)
+    tables, _ = split_tables(files, Problems(policy="error"), None, set())
+    given = pa.array([r.get("image") for r in records], pa.string())
+    paths = pc.coalesce(given, tables["images"]["path"])
+    tables["images"] = tables["images"].set_column(tables["images"].column_names.index("path"), "path", paths)
+    tables["images"] = tables["images"].append_column("exists", _image_exists(paths, smpd_dir))
+    tables["posts"] = tables["posts"].set_column(tables["posts"].column_names.index("split"), "split",
+                                                 pa.array(["predict"] * tables["posts"].num_rows))
+    return tables
+
+
+def _write_root(root: Path, stored_root: Path | None, new: dict[str, pa.Table], new_pids: pa.Array) -> None:
+    """Stored tables (minus the new Pids) + the new rows, written under ``root``."""
+    for name, table in new.items():
+        if name == "labels":
+            continue
+        parts = [table]
+        if stored_root is not None:
+            old = pq.read_table(stored_root / get_table(name).path)
+            parts.insert(0, old.filter(pc.invert(pc.is_in(old["pid"], value_set=new_pids))))
+        path = root / get_table(name).path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.concat_tables(parts, promote_options="default").sort_by("pid"), path)
+
+
+def _split_rows(new: dict[str, pa.Table]) -> pa.Table:
+    posts = new["posts"]
+    return pa.table({"pid": posts["pid"], "postdate": posts["postdate"], "split": posts["split"],
+                     "label_visible": pa.array(np.zeros(posts.num_rows, dtype=bool))})
+
+
+def new_post_features(paths, records: list[dict], groups: tuple[str, ...], params: dict) -> pa.Table:
+    """pid + every feature column of ``groups`` for the new posts, in input order."""
+    from pipelines.paths import Paths  # stage-level path layout, imported lazily (no import cycle)
+
+    with tempfile.TemporaryDirectory(prefix="smpp-predict-") as tmp:
+        scratch = Path(tmp)
+        stored_posts = pq.read_table(paths.table("posts"), columns=["pid"])["pid"]
+        new = new_post_tables(records, scratch, paths.smpd_dir, int(pc.max(stored_posts).as_py() or 0) + 1)
+        new_pids = new["posts"]["pid"]
+        labels = pq.read_table(paths.table("labels"))
+        new |= {"split": _split_rows(new), "labels": labels}
+        full, alone = scratch / "full", scratch / "alone"
+        _write_root(full, paths.root, {n: new[n] for n in (*TABLES, "split") if n in new}, new_pids)
+        pq.write_table(labels.filter(pc.invert(pc.is_in(labels["pid"], value_set=new_pids))),
+                       full / get_table("labels").path)
+        _write_root(alone, None, {n: new[n] for n in (*TABLES, "split") if n in new and n != "labels"}, new_pids)
+        out = pa.table({"pid": new_pids})
+        for g in groups:
+            group = get_group(g.removeprefix("features_"))
+            where = Paths(root=alone if group.per_post else full, smpd=paths.smpd_dir)
+            table = build_group(group.name, where, params)
+            rows = table.filter(pc.is_in(table["pid"], value_set=new_pids)).drop_columns(["postdate"])
+            out = out.join(rows, "pid", join_type="left outer")
+        order = pc.index_in(new_pids, value_set=out["pid"])
+        return out.take(order)

@@ -1,0 +1,78 @@
+"""`smpp predict`: a stored test post reproduces the pipeline's prediction; new posts get an interval."""
+
+import json
+from pathlib import Path
+
+import orjson
+import polars as pl
+import pytest
+
+from featurestore.simulate import SimConfig, simulate_smpd
+from pipelines import cli
+from pipelines.paths import Paths
+from pipelines.predict import predict_posts
+
+FAST = {"train_stack": {"learners": ["lgbm", "xgboost"], "n_folds": 2,
+                        "learner_params": {"lgbm": {"n_estimators": 100}, "xgboost": {"n_estimators": 100}}},
+        "features_image_stats": {"progress": False, "workers": 1}}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("predict")
+    smpd = root / "smpd"
+    simulate_smpd(smpd, SimConfig(posts=700, seed=5, image_size=48, workers=1, progress=False))
+    params = root / "params.yaml"
+    params.write_text(json.dumps(FAST))  # JSON is YAML
+    cli.main(["run", "--smpd-dir", str(smpd), "--workdir", str(root / "w"), "--mode", "holdout",
+              "--params", str(params)])
+    return Paths(root=root / "w", smpd=smpd), FAST
+
+
+def _record(smpd: Path, pid: int) -> dict:
+    """The SMPD fields of one post, read back from the simulated files."""
+    d = smpd / "train_allmetadata_json"
+    rec: dict = {}
+    rows = orjson.loads((d / "train_category.json").read_bytes())
+    i = next(k for k, r in enumerate(rows) if int(r["Pid"]) == pid)
+    for name in ("category", "text", "temporalspatial_information", "additional_information"):
+        rec |= orjson.loads((d / f"train_{name}.json").read_bytes())[i]
+    user = orjson.loads((d / "train_user_data.json").read_bytes())
+    rec |= {col: vals[str(i)] for col, vals in user.items()}
+    rec["image"] = (d / "train_img_filepath.txt").read_text().splitlines()[i]
+    return rec
+
+
+def test_stored_test_post_reproduces_the_pipeline(run):
+    paths, params = run
+    preds = pl.read_parquet(paths.table("predictions_stack"))
+    test = preds.filter(pl.col("split") == "test").sort("pid")[:3]
+    got = predict_posts(paths, [_record(paths.smpd_dir, int(p)) for p in test["pid"]], params)
+    assert got["pid"].to_list() == test["pid"].to_list()
+    for col in ("pred", "interval_q10", "interval_q90"):
+        assert got[col].to_list() == pytest.approx(test[col].to_list(), abs=1e-9), col
+
+
+def test_a_new_post_of_a_new_user(run, tmp_path, capsys):
+    paths, params = run
+    post = {"Uid": "999999@N99", "Postdate": "1455000000", "Title": "sunset #beach", "Alltags": "sunset beach sea",
+            "Mediatype": "photo", "Category": "Travel&Active&Sports", "Subcategory": "Beach", "Concept": "sunset",
+            "photo_count": 120, "ispro": 0, "timezone_offset": "+01:00", "image": "nowhere.jpg"}
+    f = tmp_path / "post.json"
+    f.write_text(json.dumps(post))
+    out = tmp_path / "p.csv"
+    p = tmp_path / "params.json"
+    p.write_text(json.dumps(params))
+    assert cli.main(["predict", "--post", str(f), "--root", str(paths.root), "--smpd-dir", str(paths.smpd_dir),
+                     "--params", str(p), "--out", str(out)]) == 0
+    row = pl.read_csv(out).row(0, named=True)
+    assert 1.0 < row["pred"] < 17.0 and row["interval_q10"] < row["interval_q90"]
+    assert row["pid"] > pl.read_parquet(paths.table("posts"))["pid"].max()  # a fresh Pid
+
+
+def test_bad_post_is_a_clear_error(run):
+    paths, params = run
+    with pytest.raises(ValueError, match="Uid"):
+        predict_posts(paths, [{"Postdate": "1455000000"}], params)
+    with pytest.raises(Exception, match="Postdate"):
+        predict_posts(paths, [{"Uid": "1@N1", "Postdate": "yesterday"}], params)
