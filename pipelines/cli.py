@@ -5,6 +5,7 @@
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
   smpp predict --post post.json                       an unpublished post: prediction and 10-90% interval
+  smpp errors --top 5 --html reports/errors.html      error-analysis report with thumbnails and neighbours
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help="write a simulated SMPD directory (see `smpp simulate --help`)", add_help=False)
+    sub.add_parser("errors", help="error-analysis HTML report: worst posts per label bin with images and earlier "
+                                  "neighbours (see `smpp errors --help`)", add_help=False)
     sub.add_parser("predict", help="predict unpublished posts with an interval (see `smpp predict --help`)",
                    add_help=False)
     r = sub.add_parser("run", help="run the whole pipeline on an SMPD directory and write a submission")
@@ -90,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging()
         simulate.main(argv[1:])
         return 0
+    if argv[:1] == ["errors"]:
+        from models import error_report
+
+        setup_logging()
+        return error_report.main(argv[1:])
     if argv[:1] == ["predict"]:
         from pipelines import predict
 

@@ -1,0 +1,279 @@
+"""Error analysis of the stacked model (``smpp errors``): tables of errors and a static HTML report.
+
+``error_tables`` computes, from ``predictions_stack`` and the ingest tables, the metrics per split
+and per learner, MAE and bias (mean of pred - label) per label bin and per category/subcategory,
+and the worst over- and under-predictions per label bin. ``render_error_report`` writes one HTML
+file that opens offline: SVG charts, thumbnails as data URIs, and for every worst post its k most
+similar posts published strictly earlier.
+
+Neighbours come from a callable ``neighbours(pids, k) -> {pid: [(pid, similarity), ...]}`` (e.g.
+one over a FAISS index); without one, ``feature_neighbours`` does an exact cosine search over the
+standardised engineered features (image statistics + text SVD). Labels are shown whatever their
+visibility: this is for looking at errors, not for features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from featurestore.catalog import load_sql, open_tables
+from models import error_report_html as H
+from models.metrics import metrics_by_bin, regression_metrics
+from pipelines.paths import Paths
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BINS = (1, 3, 5, 7, 9, 11, 13, 17)
+SPLITS = ("train", "val", "test")
+NeighbourFn = Callable[[list[int], int], dict[int, list[tuple[int, float]]]]
+
+
+# ---------------------------------------------------------------- tables
+
+def _metrics_row(label: np.ndarray, pred: np.ndarray) -> dict:
+    """regression_metrics plus bias (mean of pred - label; NaN when empty)."""
+    m = regression_metrics(label, pred)
+    m["bias"] = float(np.mean(pred - label)) if len(label) else float("nan")
+    return m
+
+
+def overall_metrics(preds: pl.DataFrame) -> pl.DataFrame:
+    """split, n, src, mae, mse, bias of ``pred`` for each labelled split."""
+    rows = []
+    for s in SPLITS:
+        part = preds.filter((pl.col("split") == s) & pl.col("label").is_not_null() & pl.col("pred").is_not_null())
+        rows.append({"split": s, **_metrics_row(part["label"].to_numpy(), part["pred"].to_numpy())})
+    return pl.DataFrame(rows).select("split", "n", "src", "mae", "mse", "bias")
+
+
+def learner_metrics(preds: pl.DataFrame, split: str) -> pl.DataFrame:
+    """model (stack, then each ``pred_<learner>``), n, src, mae, mse, bias on one split."""
+    part = preds.filter((pl.col("split") == split) & pl.col("label").is_not_null())
+    rows = []
+    for col in ["pred"] + [c for c in preds.columns if c.startswith("pred_")]:
+        p = part.filter(pl.col(col).is_not_null())
+        name = "stack" if col == "pred" else col.removeprefix("pred_")
+        rows.append({"model": name, **_metrics_row(p["label"].to_numpy(), p[col].to_numpy())})
+    return pl.DataFrame(rows).select("model", "n", "src", "mae", "mse", "bias")
+
+
+def bin_metrics(preds: pl.DataFrame, split: str, bins: tuple[float, ...]) -> pl.DataFrame:
+    """bin, lo, hi, n, mae, bias of ``pred`` per label bin [lo, hi) on one split."""
+    part = preds.filter((pl.col("split") == split) & pl.col("label").is_not_null() & pl.col("pred").is_not_null())
+    rows = metrics_by_bin(part["label"].to_numpy(), part["pred"].to_numpy(), [float(b) for b in bins])
+    schema = {"bin": pl.String, "lo": pl.Float64, "hi": pl.Float64, "n": pl.Int64, "mae": pl.Float64,
+              "bias": pl.Float64}
+    return pl.DataFrame(rows, schema=schema).select(pl.lit(split).alias("split"), pl.all())
+
+
+def error_tables(root: Path, split: str = "test", bins: tuple[float, ...] = DEFAULT_BINS, top: int = 5,
+                 top_categories: int = 20) -> dict[str, pl.DataFrame]:
+    """Every table of the report for ``split`` of the work root's stacked predictions.
+
+    Keys: overall (per split), learners (per model on ``split``), by_bin, by_category,
+    by_subcategory (the ``top_categories`` most frequent), worst (``top`` over- and
+    under-predictions per label bin: lo, hi, bin, direction, rank, pid, uid, postdate, date,
+    category, subcategory, concept, title, label, pred, error, image, image_exists).
+    Errors are pred - label in label units (log2 views/day).
+    """
+    if list(bins) != sorted(set(bins)) or len(bins) < 2:
+        raise ValueError(f"bins must be at least two increasing edges; got {bins}")
+    paths = Paths(root=Path(root))
+    stack = paths.table("predictions_stack")
+    if not stack.is_file():
+        raise FileNotFoundError(f"{stack} does not exist: run `dvc repro` (stage train_stack) first")
+    preds = pl.read_parquet(stack)
+    con = open_tables(paths.root)
+    try:
+        cats = con.sql(load_sql("error_by_category"), params={"split": split, "top": top_categories}).pl()
+        edges = {"lo": [float(b) for b in bins[:-1]], "hi": [float(b) for b in bins[1:]]}
+        worst = con.sql(load_sql("worst_posts"), params={"split": split, "top": top, **edges}).pl()
+    finally:
+        con.close()
+    names = {float(lo): f"[{lo:g},{hi:g})" for lo, hi in zip(bins[:-1], bins[1:])}
+    worst = worst.with_columns(
+        bin=pl.col("lo").replace_strict(names, return_dtype=pl.String),
+        date=pl.from_epoch("postdate", time_unit="s").dt.strftime("%Y-%m-%d %H:%M"))
+    return {"overall": overall_metrics(preds), "learners": learner_metrics(preds, split),
+            "by_bin": bin_metrics(preds, split, tuple(bins)),
+            "by_category": cats.filter(pl.col("level") == "category").drop("level", "subcategory"),
+            "by_subcategory": cats.filter(pl.col("level") == "subcategory").drop("level"),
+            "worst": worst}
+
+
+# ---------------------------------------------------------------- neighbours (fallback)
+
+def feature_matrix(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pids (N,), postdate (N,), E (N, D) float32)``: standardised image-stat and text-SVD columns,
+    L2-normalised rows (a zero row stays zero). Raises FileNotFoundError when neither table exists."""
+    paths = Paths(root=Path(root))
+    frames = []
+    for name, pick in (("features_image_stats", lambda c: c not in ("pid", "postdate")),
+                       ("features_text", lambda c: c.startswith("text_svd_"))):
+        path = paths.table(name)
+        if path.is_file():
+            schema = pl.read_parquet_schema(path)
+            cols = [c for c, t in schema.items() if pick(c) and t.is_numeric()]
+            frames.append(pl.read_parquet(path, columns=["pid", "postdate", *cols]))
+    if not frames:
+        raise FileNotFoundError("no engineered feature table (image_stats, text) to find neighbours with")
+    df = frames[0]
+    for f in frames[1:]:
+        df = df.join(f.drop("postdate"), on="pid", how="inner")
+    X = df.drop("pid", "postdate").to_numpy().astype(np.float64)  # (N, D)
+    sd = np.nanstd(X, axis=0)
+    X = np.nan_to_num((X - np.nanmean(X, axis=0)) / np.where(sd > 0, sd, 1.0))
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    E = (X / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+    return df["pid"].to_numpy(), df["postdate"].to_numpy().astype(np.int64), E
+
+
+def earlier_neighbours(pids: np.ndarray, postdate: np.ndarray, E: np.ndarray, query: list[int], k: int
+                       ) -> dict[int, list[tuple[int, float]]]:
+    """For each query pid, its k most cosine-similar rows of ``E`` with a strictly earlier postdate.
+
+    Exact search; order: similarity descending, then earlier post, then smaller pid. A query pid
+    that is not among ``pids`` gets an empty list.
+    """
+    row_of = {int(p): i for i, p in enumerate(pids)}
+    out: dict[int, list[tuple[int, float]]] = {}
+    for q in query:
+        i = row_of.get(int(q))
+        if i is None:
+            out[int(q)] = []
+            continue
+        cand = np.flatnonzero(postdate < postdate[i])
+        sims = E[cand] @ E[i]                                           # (C,)
+        best = cand[np.lexsort((pids[cand], postdate[cand], -sims))[:k]]
+        out[int(q)] = [(int(pids[j]), float(E[j] @ E[i])) for j in best]
+    return out
+
+
+def feature_neighbours(root: Path) -> NeighbourFn:
+    """A ``neighbours(pids, k)`` callable over the engineered features, loaded on first use."""
+    cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def neighbours(query: list[int], k: int) -> dict[int, list[tuple[int, float]]]:
+        if not cache:
+            cache.append(feature_matrix(root))
+        return earlier_neighbours(*cache[0], query, k)
+
+    return neighbours
+
+
+# ---------------------------------------------------------------- report
+
+def post_details(root: Path, pids: list[int]) -> pl.DataFrame:
+    """pid, uid, postdate, split, label, pred, image (relative path) for ``pids`` (missing rows: nulls)."""
+    paths = Paths(root=Path(root))
+    out = pl.DataFrame({"pid": pids}, schema={"pid": pl.Int64}).lazy()
+    for name, cols in (("posts", ["uid", "postdate"]), ("predictions_stack", ["split", "label", "pred"]),
+                       ("images", ["path"])):
+        out = out.join(pl.scan_parquet(paths.table(name)).select("pid", *cols), on="pid", how="left")
+    return out.rename({"path": "image"}).collect()
+
+
+def _earlier_only(query: dict[int, int | None], found: dict[int, list[tuple[int, float]]],
+                  details: dict[int, dict], k: int) -> dict[int, list[dict]]:
+    """Neighbour records per query pid, keeping only posts published strictly before the query."""
+    out = {}
+    for q, when in query.items():
+        keep = []
+        for pid, sim in found.get(q, []):
+            d = details.get(int(pid))
+            if d is None or when is None or d["postdate"] is None or d["postdate"] >= when or pid == q:
+                continue
+            keep.append({**d, "similarity": float(sim)})
+        if len(keep) < len(found.get(q, [])):
+            log.warning("post %s: %d neighbours dropped (not strictly earlier or unknown)", q,
+                        len(found.get(q, [])) - len(keep))
+        out[q] = keep[:k]
+    return out
+
+
+def _thumbs(details: dict[int, dict], smpd_dir: Path | None, px: int) -> dict[int, str | None]:
+    """pid -> thumbnail data URI (None when there is no readable image)."""
+    return {pid: H.thumbnail_uri(Path(smpd_dir) / d["image"], px) if smpd_dir and d.get("image") else None
+            for pid, d in details.items()}
+
+
+def render_error_report(tables: dict[str, pl.DataFrame], root: Path, smpd_dir: Path | None, out_file: Path,
+                        neighbours: NeighbourFn | None = None, k: int = 5, thumb_px: int = 160) -> Path:
+    """Write the static HTML report of ``tables`` (from ``error_tables``) to ``out_file``; returns it.
+
+    smpd_dir: the SMPD directory image paths are relative to (None: no thumbnails).
+    neighbours: ``(pids, k) -> {pid: [(pid, similarity)]}``; default ``feature_neighbours(root)``.
+    Neighbours not published strictly earlier than their query post are dropped.
+    """
+    worst = tables["worst"]
+    query = {int(r["pid"]): r["postdate"] for r in worst.select("pid", "postdate").iter_rows(named=True)}
+    try:
+        found = (neighbours or feature_neighbours(root))(list(query), k) if query and k > 0 else {}
+    except FileNotFoundError as e:
+        log.warning("no neighbours: %s", e)
+        found = {}
+    nb_pids = sorted({int(p) for lst in found.values() for p, _ in lst} | set(query))
+    details = {int(r["pid"]): r for r in post_details(root, nb_pids).iter_rows(named=True)}
+    nbs = _earlier_only(query, found, details, k)
+    uris = _thumbs(details, smpd_dir, thumb_px)
+    edges = tables["by_bin"].select("lo", "hi").rows()
+    split = tables["by_bin"]["split"][0]
+    test = tables["overall"].filter(pl.col("split") == split).row(0, named=True)
+    headline = (f"Split <b>{H.esc(split)}</b>: SRC {H.num(test['src'])}, MAE {H.num(test['mae'])}, "
+                f"MSE {H.num(test['mse'])}, bias (pred - label) {H.num(test['bias'], signed=True)} "
+                f"over {test['n']} posts.")
+    body = H.overview_sections(tables) + [H.worst_sections(edges, worst, uris, nbs, k)]
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    out_file.write_text(H.page("Error analysis: stacked popularity model", headline, body, thumb_px), encoding="utf-8")
+    return out_file
+
+
+# ---------------------------------------------------------------- command line
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="smpp errors", description="Error-analysis report of the stacked model: metrics per split, MAE and "
+        "bias per label bin and per category (SVG charts), and the worst over-/under-predictions of each label "
+        "bin with their image and their k most similar earlier posts. Writes one HTML file that opens offline.")
+    p.add_argument("--root", type=Path, default=Path("."), help="work root holding data/ (default: .)")
+    p.add_argument("--smpd-dir", type=Path, default=None,
+                   help="SMPD directory the image paths are relative to (default: ROOT/data/raw/smpd)")
+    p.add_argument("--split", default="test", choices=SPLITS, help="split to analyse (default: test)")
+    p.add_argument("--top", type=int, default=5, help="worst posts per label bin and direction (default: 5)")
+    p.add_argument("--k", type=int, default=5, help="earlier neighbours shown per post (default: 5; 0: none)")
+    p.add_argument("--bins", type=float, nargs="+", default=list(DEFAULT_BINS), metavar="EDGE",
+                   help="label bin edges, bins are [lo, hi) (default: 1 3 5 7 9 11 13 17)")
+    p.add_argument("--thumb-px", type=int, default=160, help="thumbnail size in pixels (default: 160)")
+    p.add_argument("--html", type=Path, default=Path("reports/errors.html"),
+                   help="output HTML file (default: reports/errors.html)")
+    return p
+
+
+def main(argv: list[str] | None = None, neighbours: NeighbourFn | None = None) -> int:
+    """``smpp errors``: compute the tables, write the report, print where it went."""
+    args = build_parser().parse_args(argv)
+    if args.top < 1 or args.k < 0 or args.thumb_px < 8:
+        raise SystemExit("smpp errors: --top must be >= 1, --k >= 0 and --thumb-px >= 8")
+    try:
+        tables = error_tables(args.root, args.split, tuple(args.bins), args.top)
+    except FileNotFoundError as e:
+        raise SystemExit(f"smpp errors: {e}") from None
+    smpd = args.smpd_dir if args.smpd_dir is not None else Paths(root=args.root).smpd_dir
+    out = render_error_report(tables, args.root, smpd, args.html, neighbours, args.k, args.thumb_px)
+    row = tables["overall"].filter(pl.col("split") == args.split).row(0, named=True)
+    print(f"{args.split}: SRC {row['src']:.4f}  MAE {row['mae']:.4f}  bias {row['bias']:+.4f}  (n={row['n']})")
+    print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB, {tables['worst'].height} worst posts)")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    sys.exit(main())
