@@ -1,5 +1,10 @@
+import os
 import sys
 from pathlib import Path
+
+# Tests run two at a time (pytest -n 2) on 2 cores: OpenMP threads that spin while waiting
+# (LightGBM, XGBoost) then slow each other down by orders of magnitude. Sleep instead.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest
 

@@ -14,10 +14,20 @@ from pipelines.stages import STAGES, stage_module
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Every learner and stage runs, with small models: the smoke test checks wiring, not accuracy.
+# One thread per library: under pytest -n 2 on 2 cores, OpenMP spin-waiting makes 2 threads 100x slower.
+FAST = {"train_stack": {"n_folds": 2, "learner_params": {
+            "lgbm": {"n_estimators": 80, "num_threads": 1}, "catboost": {"n_estimators": 80, "thread_count": 1},
+            "xgboost": {"n_estimators": 80, "nthread": 1}, "mlp": {"max_epochs": 5}}},
+        "train_lgbm": {"n_estimators": 200, "num_threads": 1},
+        "features_image_stats": {"workers": 1, "progress": False}}
+
+
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     d = tmp_path_factory.mktemp("sim") / "smpd"
     simulate_smpd(d, SimConfig(posts=1500, seed=3, image_size=48, workers=1))
+    (d.parent / "fast.yaml").write_text(json.dumps(FAST))  # JSON is YAML
     return d
 
 
@@ -28,7 +38,7 @@ def _test_pids(smpd: Path) -> set[int]:
 
 def test_smpp_run_writes_a_complete_submission(sim, tmp_path, capsys):
     work = tmp_path / "w"
-    assert cli.main(["run", "--smpd-dir", str(sim), "--workdir", str(work)]) == 0
+    assert cli.main(["run", "--smpd-dir", str(sim), "--workdir", str(work), "--params", str(sim.parent / "fast.yaml")]) == 0
     assert "validation SRC" in capsys.readouterr().out
     sub = json.loads((work / "reports/submission.json").read_text())
     assert sub["version"] == "VERSION 1.0" and sub["external_data"] == {"used": "false", "details": ""}
@@ -53,7 +63,8 @@ def _artefacts(work: Path) -> dict[str, bytes]:
 def test_same_seed_same_tables_and_metrics(sim, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for w in (a, b):
-        cli.main(["run", "--smpd-dir", str(sim), "--workdir", str(w), "--mode", "holdout"])
+        cli.main(["run", "--smpd-dir", str(sim), "--workdir", str(w), "--mode", "holdout",
+                  "--params", str(sim.parent / "fast.yaml")])
     fa, fb = _artefacts(a), _artefacts(b)
     assert fa.keys() == fb.keys() and len(fa) >= 12
     assert [k for k in fa if fa[k] != fb[k]] == []

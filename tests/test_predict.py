@@ -13,7 +13,9 @@ from pipelines.paths import Paths
 from pipelines.predict import predict_posts
 
 FAST = {"train_stack": {"learners": ["lgbm", "xgboost"], "n_folds": 2,
-                        "learner_params": {"lgbm": {"n_estimators": 100}, "xgboost": {"n_estimators": 100}}},
+                        "learner_params": {"lgbm": {"n_estimators": 100, "num_threads": 1},
+                                           "xgboost": {"n_estimators": 100, "nthread": 1}}},
+        "train_lgbm": {"num_threads": 1},
         "features_image_stats": {"progress": False, "workers": 1}}
 
 
