@@ -16,6 +16,7 @@ import pyarrow as pa
 from featurestore.catalog import load_sql, open_tables
 from featurestore.config import config_from_dict
 from featurestore.named_registry import Registry
+from featurestore.features_sequence import SequenceConfig, sequence_features
 from featurestore.features_text import TextConfig, text_features
 from featurestore.image_stats import ImageStatsConfig, image_stats_features
 
@@ -100,3 +101,6 @@ register_group(FeatureGroup(name="image_stats", table="features_image_stats", bu
 register_group(FeatureGroup(name="history", table="features_history", sql="features_history",
                             config=HistoryConfig, params_section="features_history",
                             description="point-in-time label statistics of the user, user x category and categories"))
+register_group(FeatureGroup(name="sequence", table="features_sequence", build=sequence_features, config=SequenceConfig,
+                            params_section="features_sequence",
+                            description="visible-label and similarity statistics of the k most similar strictly-earlier posts"))

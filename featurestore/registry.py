@@ -56,10 +56,16 @@ _GROUPS = {
     "text": "title/tag counts and flags, TF-IDF + SVD of title and tags (fitted on train)",
     "image_stats": "engineered image statistics (brightness, colourfulness, sharpness, composition, ...)",
     "history": "point-in-time statistics of visible earlier labels: user, user x category, categories",
+    "sequence": "visible-label and similarity statistics of the k most similar strictly-earlier posts (FAISS)",
 }
 for _name, _desc in _GROUPS.items():
     register_table(TableSpec(name=f"features_{_name}", path=f"data/features/{_name}.parquet",
                              stage=f"features_{_name}", kind="feature_group", timestamp="postdate", description=_desc))
+register_table(TableSpec(name="embed_engineered", path="data/embeddings/engineered.parquet", stage="embed_engineered",
+                         kind="embedding", timestamp="postdate",
+                         description="train-standardised text SVD + image stats + one-hot category, L2-normalised"))
+register_table(TableSpec(name="sequence_ids", path="data/neighbours/sequence_ids.parquet", stage="features_sequence",
+                         timestamp="postdate", description="top-l strictly-earlier neighbour pids/similarities; not model inputs"))
 register_table(TableSpec(name="predictions", path="data/preds/lgbm.parquet", stage="train_lgbm", kind="prediction",
                          description="LightGBM prediction for every post, with its split"))
 register_table(TableSpec(name="predictions_stack", path="data/preds/stack.parquet", stage="train_stack",

@@ -5,6 +5,7 @@
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
   smpp predict --post post.json                       an unpublished post: prediction and 10-90% interval
+  smpp similar 50731 -k 10 --html similar.html       nearest posts with labels, predictions, thumbnails
   smpp errors --top 5 --html reports/errors.html      error-analysis report with thumbnails and neighbours
 """
 
@@ -59,6 +60,20 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _similar(args: argparse.Namespace) -> int:
+    from featurestore.similar import similar_html, similar_posts
+    from models.retrieval import IndexConfig
+    from pipelines.sql_output import print_table
+
+    df = similar_posts(args.root, args.pid, k=args.k, before_only=args.before_only, embedding=args.embedding,
+                       config=IndexConfig(kind=args.index))
+    print_table(df.drop("image", strict=False).to_arrow(), args.k + 1)
+    if args.html:
+        similar_html(df, Paths(root=args.root, smpd=args.smpd_dir).smpd_dir, args.html)
+        print(f"page with thumbnails: {args.html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="smpp", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -75,6 +90,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--mode", choices=("submit", "holdout"), default="submit",
                    help="submit: all labelled posts train (last 10%% by date validates), refit, predict the test "
                         "files; holdout: the params' train/val/test split, as in dvc repro (default: submit)")
+    m = sub.add_parser("similar", help="the posts most similar to one post (FAISS), for error analysis")
+    m.add_argument("pid", type=int, help="the post to look up")
+    m.add_argument("-k", "--k", type=int, default=10, help="how many neighbours (default: 10)")
+    m.add_argument("--before-only", action="store_true", help="only posts published strictly earlier")
+    m.add_argument("--embedding", default="embed_engineered", help="embedding table to search (default: embed_engineered)")
+    m.add_argument("--index", default="flat", choices=("flat", "hnsw", "ivfflat", "ivfpq"), help="FAISS index kind")
+    m.add_argument("--root", type=Path, default=Path("."), help="work root of a finished run (default: .)")
+    m.add_argument("--smpd-dir", type=Path, default=None, help="SMPD directory (thumbnails); default: the run's")
+    m.add_argument("--html", type=Path, help="also write a page with thumbnails")
     q = sub.add_parser("sql", help="run read-only SQL over the catalog (views of every table)")
     q.add_argument("query", nargs="?", help="SQL text")
     q.add_argument("-f", "--file", help="a .sql file, or the name of a query in sql/ (e.g. label_by_category)")
@@ -105,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         return predict.main(argv[1:])
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
-    return {"run": _run, "sql": _sql}[args.command](args)
+    return {"run": _run, "sql": _sql, "similar": _similar}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,160 @@
+"""Embedding tables: ``(pid int64, postdate int64, embedding fixed_size_list<float32>[D])``, sorted by pid.
+
+Every embedding table (this engineered one, and later learned text / image encoders) has that
+shape with L2-normalised rows, so retrieval works on any of them unchanged.
+
+``embed_engineered`` concatenates three blocks of existing features:
+- text: the TF-IDF + SVD components ``text_svd_*`` of the text group,
+- image: the engineered image statistics ``img_*`` (null when the image is missing),
+- category: one-hot category / subcategory codes, vocabulary taken from the train split.
+Numeric columns are standardised with means and SDs of the train split only, clipped, and
+nulls / NaNs become 0 (the train mean) after standardising. Each block is scaled by
+``weight / sqrt(columns)`` so that its expected squared norm is ``weight**2`` whatever its
+width; then each row is L2-normalised (an all-zero row stays zero).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EMBEDDING_COLUMN = "embedding"
+
+
+@dataclass(frozen=True)
+class EngineeredEmbeddingConfig:
+    text_weight: float = 1.0
+    image_weight: float = 1.0
+    category_weight: float = 0.5
+    text_table: str = "features_text"
+    image_table: str = "features_image_stats"
+    text_prefix: str = "text_svd_"
+    image_prefix: str = "img_"
+    category_levels: tuple[str, ...] = ("category", "subcategory")
+    clip: float = 5.0             # standardised values are clipped to [-clip, clip] (heavy-tailed sizes)
+
+    def __post_init__(self) -> None:
+        if min(self.text_weight, self.image_weight, self.category_weight) < 0 or self.clip <= 0:
+            raise ValueError("embed_engineered: weights must be >= 0 and clip > 0")
+        if self.text_weight + self.image_weight + self.category_weight == 0:
+            raise ValueError("embed_engineered: at least one block needs a positive weight")
+        bad = set(self.category_levels) - {"category", "subcategory", "concept"}
+        if bad:
+            raise ValueError(f"embed_engineered: unknown category level(s) {sorted(bad)}")
+
+
+# ---------------------------------------------------------------- shape-level helpers (any embedding)
+
+def embedding_table(pid: np.ndarray, postdate: np.ndarray, emb: np.ndarray) -> pa.Table:
+    """(N,), (N,), (N, D) -> the embedding table, sorted by pid."""
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    order = np.argsort(pid, kind="stable")
+    values = pa.array(emb[order].ravel(), pa.float32())
+    return pa.table({"pid": pa.array(np.asarray(pid, np.int64)[order]),
+                     "postdate": pa.array(np.asarray(postdate, np.int64)[order]),
+                     EMBEDDING_COLUMN: pa.FixedSizeListArray.from_arrays(values, emb.shape[1])})
+
+
+def embedding_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An embedding table -> ``pid (N,) int64, postdate (N,) int64, emb (N, D) float32`` (table order)."""
+    col = table[EMBEDDING_COLUMN].combine_chunks()
+    dim = col.type.list_size
+    flat = col.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return (table["pid"].to_numpy().astype(np.int64), table["postdate"].to_numpy().astype(np.int64),
+            flat.reshape(len(table), dim))
+
+
+def read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(pid, postdate, emb)`` of an embedding Parquet file; see ``embedding_arrays``."""
+    return embedding_arrays(pq.read_table(path, columns=["pid", "postdate", EMBEDDING_COLUMN]))
+
+
+def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows of (N, D) scaled to unit length; all-zero rows stay zero."""
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, eps)
+
+
+# ---------------------------------------------------------------- the engineered embedding
+
+class Standardiser:
+    """Column z-scores with means and SDs learned in ``fit`` (the train rows); NaN -> 0 after scaling."""
+
+    def __init__(self, clip: float = 5.0):
+        self.clip = clip
+
+    def fit(self, x: np.ndarray) -> "Standardiser":
+        """x: (N_train, D) float64, NaN for missing."""
+        with np.errstate(all="ignore"):
+            mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
+            sd = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
+        self.mean_ = np.nan_to_num(mean, nan=0.0)  # (D,)
+        self.sd_ = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)  # (D,)
+        return self
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(N, D) -> (N, D) clipped z-scores, 0 where x is NaN."""
+        z = np.clip((x - self.mean_) / self.sd_, -self.clip, self.clip)
+        return np.nan_to_num(z, nan=0.0)
+
+
+def _numeric_block(frame: pl.DataFrame, prefix: str, train: np.ndarray, clip: float) -> np.ndarray:
+    cols = [c for c in frame.columns if c.startswith(prefix)]
+    if not cols:
+        raise ValueError(f"embed_engineered: no columns starting with {prefix!r}")
+    x = frame.select(pl.col(cols).cast(pl.Float64)).to_numpy()  # (N, D_block), NaN for null
+    return Standardiser(clip).fit(x[train]).transform(x)
+
+
+def _one_hot(values: pl.Series, train: np.ndarray) -> np.ndarray:
+    """(N, V) one-hot over the values seen in train rows (others, and nulls, are all-zero)."""
+    vocab = sorted({v for v in values.filter(pl.Series(train)).to_list() if v is not None})
+    code = {v: i for i, v in enumerate(vocab)}
+    out = np.zeros((len(values), max(len(vocab), 1)))
+    idx = np.array([code.get(v, -1) for v in values.to_list()], dtype=np.int64)
+    hit = idx >= 0
+    out[np.flatnonzero(hit), idx[hit]] = 1.0
+    return out
+
+
+def _read_inputs(paths, cfg: EngineeredEmbeddingConfig) -> pl.DataFrame:
+    """split (pid, postdate, split) left-joined with the blocks' source tables, sorted by pid."""
+    frame = pl.read_parquet(paths.table("split"), columns=["pid", "postdate", "split"]).sort("pid")
+    sources = [(cfg.text_table, cfg.text_prefix, cfg.text_weight),
+               (cfg.image_table, cfg.image_prefix, cfg.image_weight)]
+    for table, prefix, weight in sources:
+        if weight > 0:
+            src = pl.read_parquet(paths.table(table))
+            cols = [c for c in src.columns if c.startswith(prefix)]
+            frame = frame.join(src.select("pid", *cols), on="pid", how="left")
+    if cfg.category_weight > 0:
+        cats = pl.read_parquet(paths.table("categories"), columns=["pid", *cfg.category_levels])
+        frame = frame.join(cats, on="pid", how="left")
+    return frame.sort("pid")
+
+
+def engineered_matrix(frame: pl.DataFrame, train: np.ndarray, cfg: EngineeredEmbeddingConfig) -> np.ndarray:
+    """Inputs (N rows) and a train mask (N,) -> L2-normalised (N, D) float32 embedding."""
+    blocks = []  # each scaled to an expected squared norm of weight**2
+    for prefix, weight in ((cfg.text_prefix, cfg.text_weight), (cfg.image_prefix, cfg.image_weight)):
+        if weight > 0:
+            z = _numeric_block(frame, prefix, train, cfg.clip)  # (N, D_block), unit variance on train
+            blocks.append(z * (weight / np.sqrt(z.shape[1])))
+    if cfg.category_weight > 0:  # one unit vector per level
+        onehot = np.hstack([_one_hot(frame[level], train) for level in cfg.category_levels])
+        blocks.append(onehot * (cfg.category_weight / np.sqrt(len(cfg.category_levels))))
+    x = np.hstack(blocks)  # (N, D)
+    return l2_normalise(x).astype(np.float32)
+
+
+def engineered_embeddings(paths, cfg: EngineeredEmbeddingConfig) -> pa.Table:
+    """The ``embed_engineered`` table for every post of the split (``paths``: ``pipelines.paths.Paths``)."""
+    frame = _read_inputs(paths, cfg)
+    train = (frame["split"] == "train").to_numpy()
+    emb = engineered_matrix(frame, train, cfg)
+    return embedding_table(frame["pid"].to_numpy(), frame["postdate"].to_numpy(), emb)
