@@ -8,9 +8,7 @@ Labels are shown whatever their visibility: this is for looking at errors, not f
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +19,7 @@ from featurestore.catalog import file_md5
 from featurestore.embeddings import read_embeddings
 from featurestore.registry import get_table
 from models.retrieval import IndexConfig, LoadedIndex, build_index, load_index, search_before
+from models.error_report_html import thumbnail_uri  # one thumbnail implementation
 
 INDEX_DIR = "data/index"  # a cache keyed by the embedding table's md5, not a DVC output
 
@@ -139,21 +138,6 @@ def similar_posts(root: Path, pid: int, k: int = 10, before_only: bool = False, 
     return order.join(info, on="pid", how="left").sort("rank").select(
         "rank", "pid", "uid", "category", "title", "date", "split", "label", "prediction", "error", "similarity",
         "image")
-
-
-def thumbnail_uri(path: Path, size: int = 160) -> str | None:
-    """A ``data:image/jpeg;base64,...`` thumbnail of an image file (None when it cannot be read)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail((size, size))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=80)
-    except (OSError, ValueError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _cell(value: object) -> str:
