@@ -257,7 +257,7 @@ def parse_description(values: list, file: str, fld: str, problems: Problems,
     vecs: list[list[float] | None] = [None] * len(values)
     any_vec = False
     for i, v in enumerate(values):
-        if is_missing(v):
+        if is_missing_text(v) or (isinstance(v, float) and math.isnan(v)):  # free text: "nan" stays text
             continue
         if not isinstance(v, str):
             problems.add(file, i, fld, "not a string", v)
