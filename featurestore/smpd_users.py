@@ -18,7 +18,7 @@ from featurestore.smpd_io import check_same, read_json
 from featurestore.smpd_fastpath import as_list, fast_str
 from featurestore.smpd_layout import bad_value
 from featurestore.smpd_values import (
-    MISSING_MARKERS, Problems, is_missing, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
+    TEXT_MISSING_MARKERS, Problems, is_missing_text, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
 )
 
 USER_FIELDS = ("photo_firstdate", "photo_count", "ispro", "canbuypro", "timezone_offset",
@@ -84,10 +84,11 @@ def _as_text(values) -> pa.Array:
 
 def _label_column(values: list) -> pa.Array:
     """A short label column (timezone) as strings, every missing marker -> null."""
-    fast = fast_str(values, MISSING_MARKERS)
+    fast = fast_str(values, TEXT_MISSING_MARKERS)
     if fast is not None:
         return fast
-    return pa.array([None if is_missing(v) else str(v) for v in as_list(values)], pa.string())
+    return pa.array([None if is_missing_text(v) or (isinstance(v, float) and v != v) else str(v)
+                     for v in as_list(values)], pa.string())
 
 
 def load_user_columns(path: Path) -> tuple[dict, str]:
