@@ -7,7 +7,6 @@ transform and the train rows do not move).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 

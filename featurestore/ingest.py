@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurestore.smpd_layout import SplitFiles, SMPDFormatError, bad_value, locate_smpd
+from featurestore.smpd_layout import SplitFiles, SMPDFormatError, locate_smpd
 from featurestore.smpd_io import check_rows, check_same, read_json, read_lines, record_columns
 from featurestore.smpd_users import _as_text, load_user_columns, read_user_file
 from featurestore.smpd_values import (

@@ -18,7 +18,7 @@ from featurestore.smpd_io import check_same, read_json
 from featurestore.smpd_fastpath import as_list, fast_str
 from featurestore.smpd_layout import bad_value
 from featurestore.smpd_values import (
-    TEXT_MISSING_MARKERS, Problems, is_missing_text, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_str, parse_tz_column,
+    TEXT_MISSING_MARKERS, Problems, is_missing_text, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_tz_column,
 )
 
 USER_FIELDS = ("photo_firstdate", "photo_count", "ispro", "canbuypro", "timezone_offset",

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import polars as pl
 
 from featurestore.config import config_from_dict
