@@ -90,6 +90,8 @@ register_group(FeatureGroup(name="baseline", table="features_baseline", sql="fea
                             description="minimal set: user metadata, posting time, category codes, text lengths"))
 register_group(FeatureGroup(name="user", table="features_user", sql="features_user",
                             description="profile fields at post time and the user's activity so far"))
+register_group(FeatureGroup(name="crawled", table="features_crawled", sql="features_crawled",
+                            description="crawled user statistics of the post's Pathalias (later snapshot, FORMAT.md 10)"))
 register_group(FeatureGroup(name="temporal", table="features_temporal", sql="features_temporal",
                             description="local posting time, gaps to first photo and previous post, geotag"))
 register_group(FeatureGroup(name="text", table="features_text", build=text_features, config=TextConfig,

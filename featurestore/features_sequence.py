@@ -8,7 +8,8 @@ ones. Since every neighbour is earlier and only train labels are read, changing 
 or any val/test label leaves every row unchanged (tested).
 
 Two tables come out of one neighbour search:
-- ``features_sequence`` (GBDT inputs, ``seq_*``): label and similarity statistics of the k;
+- ``features_sequence`` (model inputs, ``seq_*``): label and similarity statistics of the k, and
+  per-neighbour columns ``seq_nb<i>_<field>`` of the top l (the DSN-style sequence head's input);
 - ``sequence_ids`` (NOT model inputs): the top-l neighbours' pids ``seq_nb_pid_<i>`` and
   similarities ``seq_nb_sim_<i>``, for a neural sequence head that embeds them itself.
 """
@@ -113,6 +114,28 @@ def neighbour_features(ids: np.ndarray, sims: np.ndarray, postdate: np.ndarray, 
     return out
 
 
+def neighbour_columns(ids: np.ndarray, sims: np.ndarray, postdate: np.ndarray, uid_code: np.ndarray,
+                      y_visible: np.ndarray, l: int) -> dict[str, np.ndarray]:
+    """Per-neighbour inputs of a sequence head for the top ``l``: ``seq_nb<i>_<field>`` (N,) float64.
+
+    Fields: ``label`` (visible label, NaN otherwise), ``has_label`` (0/1), ``sim``, ``gap_days``
+    (log1p of the gap in days), ``same_user`` (0/1); all NaN where there is no i-th neighbour.
+    Same inputs as ``neighbour_features``.
+    """
+    ids, sims = ids[:, :l], sims[:, :l]
+    valid = ids >= 0                                           # (N, l)
+    safe = np.where(valid, ids, 0)
+    y = np.where(valid, y_visible[safe], np.nan)
+    fields = {
+        "label": y,
+        "has_label": np.where(valid, np.isfinite(y), np.nan),
+        "sim": np.where(valid, sims.astype(np.float64), np.nan),
+        "gap_days": np.where(valid, np.log1p(np.maximum(postdate[:, None] - postdate[safe], 0) / DAY_S), np.nan),
+        "same_user": np.where(valid, (uid_code[safe] == uid_code[:, None]) & (uid_code[:, None] >= 0), np.nan),
+    }
+    return {f"seq_nb{i}_{name}": v[:, i].astype(np.float64) for i in range(ids.shape[1]) for name, v in fields.items()}
+
+
 def neighbour_id_columns(ids: np.ndarray, sims: np.ndarray, pids: np.ndarray, l: int) -> dict[str, pa.Array]:
     """``seq_nb_pid_<i>`` (int64, null: none) and ``seq_nb_sim_<i>`` (float32) for the top ``l``."""
     cols = {}
@@ -127,18 +150,28 @@ def neighbour_id_columns(ids: np.ndarray, sims: np.ndarray, pids: np.ndarray, l:
     return cols
 
 
-def sequence_tables(paths, cfg: SequenceConfig) -> tuple[pa.Table, pa.Table]:
-    """``(features_sequence, sequence_ids)`` for every post of the embedding table, sorted by pid."""
+def sequence_tables(paths, cfg: SequenceConfig, only: np.ndarray | None = None) -> tuple[pa.Table, pa.Table]:
+    """``(features_sequence, sequence_ids)`` for every post of the embedding table, sorted by pid.
+
+    only: pids (M,) to compute rows for (``smpp predict``: new posts against the whole store);
+    the tables then hold those rows alone, equal to the same rows of a full run.
+    """
     frame, emb = _inputs(paths, cfg)
     pids = frame["pid"].to_numpy()
     postdate = frame["postdate"].to_numpy().astype(np.int64)
+    rows = None if only is None else np.isin(pids, only)
     ids, sims = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method=cfg.index, tiebreak=pids,
-                                     config=cfg.index_config(), train_mask=(frame["split"] == "train").to_numpy())
-    feats = neighbour_features(ids, sims, postdate, frame["uid_code"].to_numpy(),
-                               frame["y_visible"].fill_null(np.nan).to_numpy().astype(np.float64))
+                                     config=cfg.index_config(), train_mask=(frame["split"] == "train").to_numpy(),
+                                     rows=rows)
+    inputs = (ids, sims, postdate, frame["uid_code"].to_numpy(),
+              frame["y_visible"].fill_null(np.nan).to_numpy().astype(np.float64))
+    feats = neighbour_features(*inputs) | neighbour_columns(*inputs, cfg.l)
     key = {"pid": pa.array(pids, pa.int64()), "postdate": pa.array(postdate, pa.int64())}
     features = pa.table({**key, **{n: pa.array(v, pa.float64(), from_pandas=True) for n, v in feats.items()}})
-    return features, pa.table({**key, **neighbour_id_columns(ids, sims, pids, cfg.l)})
+    id_table = pa.table({**key, **neighbour_id_columns(ids, sims, pids, cfg.l)})
+    if rows is not None:
+        features, id_table = features.filter(pa.array(rows)), id_table.filter(pa.array(rows))
+    return features, id_table
 
 
 def sequence_features(paths, cfg: SequenceConfig) -> pa.Table:

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurestore.smpd_crawled import empty_crawled_table, locate_crawled, read_crawled
 from featurestore.smpd_layout import SplitFiles, SMPDFormatError, locate_smpd
 from featurestore.smpd_io import check_rows, check_same, read_json, read_lines, record_columns
 from featurestore.smpd_users import _as_text, load_user_columns, read_user_file
@@ -34,6 +35,8 @@ from featurestore.smpd_values import (
 log = logging.getLogger(__name__)
 PARALLEL_MIN_BYTES = 32 << 20  # below this, starting worker processes costs more than it saves
 TABLES = ("posts", "labels", "categories", "text", "temporal", "additional", "users", "images")
+PER_POST = tuple(t for t in TABLES if t != "labels")  # one row per kept post each
+OUTPUT_TABLES = (*TABLES, "crawled_users")  # + one row per crawled Pathalias (FORMAT.md 10; empty without the file)
 
 
 @dataclass(frozen=True)
@@ -212,7 +215,7 @@ def split_tables(files: SplitFiles, problems: Problems, raw: dict | None, seen: 
 def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[dict[str, pa.Table], dict]:
     """Parse an SMPD directory into tables (sorted by pid) and a report that accounts for every row.
 
-    Returns ``(tables, report)``; ``tables`` has the keys in ``TABLES``.
+    Returns ``(tables, report)``; ``tables`` has the keys in ``OUTPUT_TABLES``.
     """
     smpd_dir = Path(smpd_dir)
     located = locate_smpd(smpd_dir)
@@ -241,7 +244,19 @@ def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[
     exists = _image_exists(tables["images"]["path"], root) if config.check_images else pa.nulls(tables["images"].num_rows, pa.bool_())
     tables["images"] = tables["images"].append_column("exists", exists)
     _finish_report(report, tables, config)
+    tables["crawled_users"], report["crawled_users"] = ingest_crawled(smpd_dir, config, report["rejections"])
     return tables, report
+
+
+def ingest_crawled(smpd_dir: Path, config: IngestConfig, rejections: list[dict]) -> tuple[pa.Table, dict]:
+    """The optional crawled user statistics (one row per Pathalias) and their own row accounting."""
+    path = locate_crawled(smpd_dir)
+    if path is None:
+        return empty_crawled_table(), {"file": None, "rows_read": 0, "rows_kept": 0}
+    problems = Problems(policy=config.on_bad_row)
+    table, report = read_crawled(path, problems, smpd_dir)
+    rejections += [dict(e, split="crawled_users") for e in problems.examples]
+    return table, report
 
 
 def _finish_report(report: dict, tables: dict[str, pa.Table], config: IngestConfig) -> None:
@@ -255,7 +270,7 @@ def _finish_report(report: dict, tables: dict[str, pa.Table], config: IngestConf
     present = int(pc.sum(ex).as_py() or 0) if config.check_images else None
     report["images"] = {"listed": tables["images"].num_rows, "checked": config.check_images, "present": present,
                         "missing": None if present is None else tables["images"].num_rows - present}
-    bad = {k: v for k, v in report["tables"].items() if k != "labels" and v != report["posts_kept"]}
+    bad = {k: v for k, v in report["tables"].items() if k in PER_POST and v != report["posts_kept"]}
     assert not bad and report["posts_read"] == report["posts_kept"] + report["posts_rejected"], report
 
 

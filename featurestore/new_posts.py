@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from featurestore.feature_groups import build_group, get_group
 from featurestore.ingest import TABLES, RECORD_KEYS, _image_exists, split_tables
 from featurestore.registry import get_table
+from featurestore.smpd_crawled import empty_crawled_table
 from featurestore.smpd_layout import SplitFiles
 from featurestore.smpd_users import USER_FIELDS
 from featurestore.smpd_values import Problems
@@ -98,13 +99,55 @@ def new_post_features(paths, records: list[dict], groups: tuple[str, ...], param
         _write_root(full, paths.root, {n: new[n] for n in (*TABLES, "split") if n in new}, new_pids)
         pq.write_table(labels.filter(pc.invert(pc.is_in(labels["pid"], value_set=new_pids))),
                        full / get_table("labels").path)
+        crawled = paths.table("crawled_users")  # per user, not per post: taken as stored
+        pq.write_table(pq.read_table(crawled) if crawled.is_file() else empty_crawled_table(),
+                       full / get_table("crawled_users").path)
         _write_root(alone, None, {n: new[n] for n in (*TABLES, "split") if n in new and n != "labels"}, new_pids)
+        built: dict[str, pa.Table] = {}
+
+        def rows_of(name: str) -> pa.Table:
+            """The new posts' rows of group ``name`` (pid, postdate, features), built once."""
+            if name not in built:
+                group = get_group(name)
+                if name == "sequence":
+                    table = _sequence_rows(paths, Paths(root=full, smpd=paths.smpd_dir), new_pids, params, rows_of)
+                else:
+                    table = build_group(name, Paths(root=alone if group.per_post else full, smpd=paths.smpd_dir),
+                                        params)
+                built[name] = table.filter(pc.is_in(table["pid"], value_set=new_pids))
+            return built[name]
+
         out = pa.table({"pid": new_pids})
         for g in groups:
-            group = get_group(g.removeprefix("features_"))
-            where = Paths(root=alone if group.per_post else full, smpd=paths.smpd_dir)
-            table = build_group(group.name, where, params)
-            rows = table.filter(pc.is_in(table["pid"], value_set=new_pids)).drop_columns(["postdate"])
-            out = out.join(rows, "pid", join_type="left outer")
+            out = out.join(rows_of(g.removeprefix("features_")).drop_columns(["postdate"]), "pid",
+                           join_type="left outer")
         order = pc.index_in(new_pids, value_set=out["pid"])
         return out.take(order)
+
+
+def _sequence_rows(stored, full, new_pids: pa.Array, params: dict, rows_of) -> pa.Table:
+    """Sequence features of the new posts: their neighbours among every stored and new post.
+
+    The embedding's input groups (text, image statistics) get the new posts' rows added to the
+    stored tables under the scratch root ``full``; the embedding is rebuilt there (its scaler
+    sees the same train rows, so stored posts keep their vectors) and only the new posts are
+    searched for, with the same exact search as the pipeline.
+    """
+    from featurestore.config import config_from_dict
+    from featurestore.embeddings import EngineeredEmbeddingConfig, engineered_embeddings
+    from featurestore.features_sequence import SequenceConfig, sequence_tables
+
+    cfg = config_from_dict(SequenceConfig, "features_sequence", params.get("features_sequence"))
+    if cfg.embedding != "embed_engineered":
+        raise ValueError(f"smpp predict: sequence features over {cfg.embedding!r} need that encoder for new posts; "
+                         "only embed_engineered is supported")
+    ecfg = config_from_dict(EngineeredEmbeddingConfig, "embed_engineered", params.get("embed_engineered"))
+    for table in (ecfg.text_table, ecfg.image_table):
+        old = pq.read_table(stored.table(table))
+        new = rows_of(table.removeprefix("features_")).select(old.column_names)
+        keep = old.filter(pc.invert(pc.is_in(old["pid"], value_set=new_pids)))
+        full.table(table).parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.concat_tables([keep, new.cast(old.schema)]).sort_by("pid"), full.table(table))
+    full.table(cfg.embedding).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(engineered_embeddings(full, ecfg), full.table(cfg.embedding))
+    return sequence_tables(full, cfg, only=new_pids.to_numpy())[0]

@@ -47,6 +47,9 @@ _INGEST = {
 for _name, _desc in _INGEST.items():
     register_table(TableSpec(name=_name, path=f"data/tables/{_name}.parquet", stage="ingest",
                              timestamp="postdate" if _name in ("posts", "temporal") else None, description=_desc))
+register_table(TableSpec(name="crawled_users", path="data/tables/crawled_users.parquet", stage="ingest",
+                         key=("pathalias",), description="unofficial crawled user statistics (FORMAT.md 10), one row "
+                                                         "per Pathalias; crawl_failed: all-zero row, stats null"))
 register_table(TableSpec(name="split", path="data/split.parquet", stage="split", timestamp="postdate",
                          description="chronological train/val/test/predict assignment and label visibility"))
 _GROUPS = {
@@ -55,6 +58,7 @@ _GROUPS = {
     "temporal": "local posting time, gaps to first photo and previous post, geotag",
     "text": "title/tag counts and flags, TF-IDF + SVD of title and tags (fitted on train)",
     "image_stats": "engineered image statistics (brightness, colourfulness, sharpness, composition, ...)",
+    "crawled": "crawled user statistics of the post's Pathalias (a later snapshot, not point in time)",
     "history": "point-in-time statistics of visible earlier labels: user, user x category, categories",
     "sequence": "visible-label and similarity statistics of the k most similar strictly-earlier posts (FAISS)",
 }

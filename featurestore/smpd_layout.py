@@ -62,7 +62,8 @@ class SplitFiles:
         return self.paths[kind]
 
 
-def _candidates(root: Path) -> dict[str, list[Path]]:
+def candidate_files(root: Path) -> dict[str, list[Path]]:
+    """File name -> paths of every file in ``root`` and up to two folder levels below (image folders skipped)."""
     found: dict[str, list[Path]] = {}
     levels = [root] + [p for p in sorted(root.iterdir()) if p.is_dir()]
     levels += [q for p in levels[1:] if p.name not in SPLITS  # never list the image folders
@@ -81,7 +82,7 @@ def locate_split(root: Path, split: str, found: dict[str, list[Path]] | None = N
 
     Raises SMPDFormatError when a required file is missing or a name is ambiguous.
     """
-    found = _candidates(root) if found is None else found
+    found = candidate_files(root) if found is None else found
     paths: dict[str, Path] = {}
     legacy = False
     for kind, names in FILE_NAMES.items():
@@ -108,7 +109,7 @@ def locate_smpd(root: Path) -> dict[str, SplitFiles]:
     root = Path(root)
     if not root.is_dir():
         raise SMPDFormatError(f"{root}: SMPD directory does not exist")
-    found = _candidates(root)
+    found = candidate_files(root)
     located = {s: f for s in SPLITS if (f := locate_split(root, s, found)) is not None}
     if "train" not in located:
         raise SMPDFormatError(f"{root}: no SMPD train files found (looked for train_category.json etc.)")

@@ -274,11 +274,12 @@ def _update(best_s: np.ndarray, best_p: np.ndarray, cand: tuple[np.ndarray, np.n
     return np.where(np.isfinite(kth), kth, _LOWEST).astype(np.float32)
 
 
-def _exact_block(E: np.ndarray, t: np.ndarray, s: int, e: int, k: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among strictly earlier rows for time-sorted queries [s, e); (sims, pos) (B, k)."""
-    Q = E[s:e]                                   # (B, D)
-    B = e - s
-    lo = int(np.searchsorted(t, t[s], "left"))   # rows [0, lo) are earlier than every query here
+def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among strictly earlier rows for the time-sorted query positions q (B,); (sims, pos) (B, k)."""
+    Q = E[q]                                     # (B, D)
+    B, e = len(q), int(q[-1]) + 1                # no row at or after the last query is earlier than any query
+    tq = t[q]
+    lo = int(np.searchsorted(t, tq[0], "left"))  # rows [0, lo) are earlier than every query here
     best_s = np.full((B, k), -np.inf, np.float32)
     best_p = np.full((B, k), -1, np.int64)
     thr = np.full(B, _LOWEST, np.float32)        # (B,) lower bound of each row's k-th best
@@ -289,7 +290,7 @@ def _exact_block(E: np.ndarray, t: np.ndarray, s: int, e: int, k: int, tile: int
         S = Q @ E[c0:c1].T                       # (B, T) cosine similarities
         if c1 > lo:
             m0 = max(lo, c0)
-            _mask_not_earlier(S[:, m0 - c0:], t[s:e], t[m0:c1])
+            _mask_not_earlier(S[:, m0 - c0:], tq, t[m0:c1])
         if c0 == 0 and c1 > 4 * k:               # a valid lower bound: k-th best of a subset of the row
             sub = S[:, :: max(1, c1 // 2048)]
             thr = np.maximum(thr, np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k])
@@ -328,7 +329,7 @@ def _stream_block(index: faiss.Index, E: np.ndarray, t: np.ndarray, s: int, e: i
 def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: int = 4096, *,
                          method: str = "exact", tiebreak: np.ndarray | None = None,
                          config: IndexConfig | None = None, train_mask: np.ndarray | None = None,
-                         tile: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         tile: int | None = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For every row, its k most similar rows with a strictly smaller ``postdate``; never itself.
 
     emb: (N, D) float32, L2-normalised rows. postdate: (N,) int64 epoch seconds.
@@ -336,6 +337,8 @@ def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: i
     method: ``exact`` (blocked GEMM over the earlier rows, numpy/BLAS) or a faiss kind
     (``flat`` is exact too; ``hnsw``/``ivfflat``/``ivfpq`` approximate) filled in time order.
     train_mask: (N,) bool, rows the IVF quantizers may learn from (default: all).
+    rows: (N,) bool, the rows to search for (default: all); the others get padding. With
+    ``exact`` only their blocks are computed (``smpp predict``: a few new posts against the store).
     Returns ``ids (N, k) int64`` (row numbers of ``emb``, -1 padding) and ``sims (N, k) float32``
     (NaN padding), most similar first.
     """
@@ -356,10 +359,14 @@ def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: i
         index = maybe_to_gpu(make_index(E.shape[1], cfg, train if method.startswith("ivf") else None, n), cfg)
     sims = np.full((n, k), -np.inf, np.float32)
     pos = np.full((n, k), -1, np.int64)
+    wanted = np.ones(n, bool) if rows is None else np.asarray(rows, bool)[order]  # (N,) in time order
     for s in range(0, n, block):
         e = min(s + block, n)
-        sims[s:e], pos[s:e] = (_exact_block(E, t, s, e, k, tile) if index is None
-                               else _stream_block(index, E, t, s, e, k))
+        if index is not None:
+            sims[s:e], pos[s:e] = _stream_block(index, E, t, s, e, k)
+        elif (q := s + np.flatnonzero(wanted[s:e])).size:
+            sims[q], pos[q] = _exact_block(E, t, q, k, tile)
+    pos[~wanted] = -1
     ids = np.full((n, k), -1, np.int64)
     ids[order] = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
     out_sims = np.full((n, k), np.nan, np.float32)

@@ -18,10 +18,14 @@ from models.gbdt import LightGBMRegressor
 CATEGORICAL_SUFFIX = "_code"  # integer-coded columns the GBDTs treat as categorical
 
 
+# The models' default inputs (params.yaml repeats them): every group but none of the embeddings.
+DEFAULT_FEATURE_GROUPS = ("features_baseline", "features_user", "features_crawled", "features_temporal",
+                          "features_text", "features_image_stats", "features_history", "features_sequence")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    feature_groups: tuple[str, ...] = ("features_baseline", "features_user", "features_temporal", "features_text",
-                                       "features_image_stats", "features_history")
+    feature_groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
     learning_rate: float = 0.05
     num_leaves: int = 63
     min_data_in_leaf: int = 40

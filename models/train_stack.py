@@ -19,13 +19,12 @@ import polars as pl
 from models.learners import create_learner
 from models.metrics import regression_metrics
 from models.stacking import StackedEnsemble
-from models.train_gbdt import CATEGORICAL_SUFFIX
+from models.train_gbdt import CATEGORICAL_SUFFIX, DEFAULT_FEATURE_GROUPS
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    feature_groups: tuple[str, ...] = ("features_baseline", "features_user", "features_temporal", "features_text",
-                                       "features_image_stats", "features_history")
+    feature_groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
     learners: tuple[str, ...] = ("lgbm", "catboost", "xgboost", "mlp")
     meta: str = "nnls"          # nnls (non-negative linear) or lgbm
     n_folds: int = 4

@@ -14,7 +14,8 @@ from pipelines.paths import Paths
 log = logging.getLogger(__name__)
 
 # After `simulate` (DVC only: `smpp run` reads a given SMPD directory).
-STAGES = ("ingest", "split", "features_baseline", "features_user", "features_temporal", "features_text",
+STAGES = ("ingest", "split", "features_baseline", "features_user", "features_crawled", "features_temporal",
+          "features_text",
           "features_image_stats", "embed_engineered", "features_history", "features_sequence", "train_lgbm", "train_stack", "evaluate", "catalog")
 
 # What `smpp run --mode submit` changes: every labelled post trains (the last 10% by date

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from featurestore.ingest import TABLES, IngestConfig, ingest_smpd, write_tables
+from featurestore.ingest import OUTPUT_TABLES, TABLES, IngestConfig, ingest_smpd, write_tables
 from featurestore.smpd_io import read_lines, record_columns
 from featurestore.smpd_layout import SMPDFormatError, locate_smpd
 from featurestore.smpd_users import read_user_file
@@ -173,7 +173,7 @@ USERS_RECORDS = {  # 7a: list of per-post string records, no Pid/Uid
 @pytest.mark.parametrize("release", RELEASES)
 def test_shared_fields_parse_identically(tmp_path, release, user_form):
     tables, report = ingest(make(tmp_path, release, user_form))
-    assert set(tables) == set(TABLES)
+    assert set(tables) == set(OUTPUT_TABLES)
     for (table, column), expected in SHARED_EXPECTED.items():
         assert col(tables, table, column) == expected, (table, column)
     users = USERS_COLUMNS if user_form == "columns" else USERS_RECORDS
@@ -199,7 +199,7 @@ def test_tables_sorted_by_pid_and_labels_only_for_train(tmp_path):
     rewrite_split(root, "train", list(reversed(TRAIN)))
     (root / "train_allmetadata_json" / "train_label.txt").write_text("3.46\n11.98\n7.46\n")
     tables, _ = ingest(root)
-    for name, t in tables.items():
+    for name, t in ((n, tables[n]) for n in TABLES):
         pids = t["pid"].to_pylist()
         assert pids == sorted(pids), name
     assert col(tables, "posts", "row")[:3] == [2, 1, 0]
@@ -563,7 +563,8 @@ def test_bad_value_rejected_under_reject(tmp_path, kind, split, row, key, value,
     name = _corrupt(root, kind, split, row, key, value)
     tables, report = ingest(root, on_bad_row="reject")
     bad_pid = (TRAIN if split == "train" else TEST)[row][0]
-    for t, table in tables.items():
+    for t in TABLES:
+        table = tables[t]
         assert int(bad_pid) not in table["pid"].to_pylist(), t
         if t != "labels":
             assert table.num_rows == 4, t
@@ -701,7 +702,7 @@ def test_reject_drops_rows_from_every_table_and_reports_them(tmp_path):
     set_value(root, "additional", 1, "Uid", "10082@N17", split="test", release="2019")  # test row 1 (pid 96454)
     set_value(root, "text", 1, "Pid", "96455", split="test", release="2019")  # same row: counted once
     tables, report = ingest(root, on_bad_row="reject")
-    for name, t in tables.items():
+    for name, t in ((n, tables[n]) for n in TABLES):
         expected = [775, 4890] if name == "labels" else [775, 4890, 50731]
         assert t["pid"].to_pylist() == expected, name
     assert col(tables, "posts", "row") == [0, 2, 0]
@@ -858,7 +859,7 @@ def test_write_tables_round_trip_and_determinism(tmp_path, release, user_form):
     b = write_tables(tables, tmp_path / "out_b")
     again, _ = ingest(make(tmp_path / "again", release, user_form))
     c = write_tables(again, tmp_path / "out_c")
-    assert set(a) == set(TABLES)
+    assert set(a) == set(OUTPUT_TABLES)
     for name, path in a.items():
         assert path == tmp_path / "out_a" / f"{name}.parquet"
         back = pq.read_table(path)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from featurestore.ingest import IngestConfig, ingest_smpd, parse_image_list
+from featurestore.ingest import TABLES, IngestConfig, ingest_smpd, parse_image_list
 from featurestore.smpd_io import read_json, record_columns
 from featurestore.smpd_layout import SMPDFormatError
 from featurestore.smpd_users import read_user_file
@@ -279,7 +279,7 @@ def test_real_fragment_as_a_one_post_train_split(frag, tmp_path):
     (d / "train_img_filepath.txt").write_text(frag["A_image_path"] + "\n")
     (d / "train_label.txt").write_text("6.23\n")
     tables, report = ingest_smpd(tmp_path / "smpd", IngestConfig(check_images=False))
-    row = {t: {k: v[0] for k, v in tables[t].to_pydict().items()} for t in tables}
+    row = {t: {k: v[0] for k, v in tables[t].to_pydict().items()} for t in TABLES}
     assert row["posts"]["pid"] == 194355 and row["posts"]["uid"] == "27882@N8"
     assert row["posts"]["postdate"] == 1425963866
     assert row["categories"]["category"] == "Urban" and row["categories"]["subcategory"] == "StreetArt"
