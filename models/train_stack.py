@@ -3,7 +3,7 @@
 Base learners get out-of-fold predictions over time-respecting folds of the TRAIN rows, the
 meta-learner is fitted on those OOF predictions only, and each base learner is refitted on all
 train rows (early-stopped on val) to predict val/test/predict posts. Val labels only stop the
-refits; test labels only report.
+refits and calibrate the prediction interval (models.intervals); test labels only report.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ import polars as pl
 
 from models.learners import create_learner
 from models.metrics import regression_metrics
-from models.stacking import StackedEnsemble
+from models.intervals import ConformalInterval
+from models.stacking import StackedEnsemble, fit_internal_es
 from models.train_gbdt import CATEGORICAL_SUFFIX, DEFAULT_FEATURE_GROUPS
+
+INTERVAL_COLUMNS = ("interval_lo", "interval_hi")  # conformalised bounds (models.intervals)
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class StackConfig:
     es_fraction: float = 0.1    # fold models early-stop on the latest share of their own window
     seed: int = 42
     learner_params: dict = field(default_factory=dict)  # name -> keyword arguments
-    quantiles: tuple[float, ...] = (0.1, 0.9)  # LightGBM pinball-loss models for a prediction interval
+    quantiles: tuple[float, ...] = (0.1, 0.9)  # LightGBM quantile models -> conformalised interval of q90 - q10
 
     def ensemble(self, categorical: tuple[int, ...]) -> StackedEnsemble:
         unknown = set(self.learner_params) - set(self.learners)
@@ -59,54 +62,68 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    quantile_models = {q: create_learner("lgbm", {**cfg.learner_params.get("lgbm", {}), "quantile": q}, cats)
-                       .fit(X[tr], y[tr], X[va], y[va]) for q in cfg.quantiles}
+    interval = fit_interval(X, y, postdate, tr, va, cats, cfg)
     base = ens.predict_base(X)
     cols = {f"pred_{k}": v for k, v in base.items()}
-    cols |= {interval_column(q): m.predict(X) for q, m in quantile_models.items()}
+    if interval is not None:
+        cols |= dict(zip(INTERVAL_COLUMNS, interval.predict(X)))
     preds = frame.select("pid", "split", "label").with_columns(pred=pl.Series(ens.predict(X)),
                                                                 **{k: pl.Series(v) for k, v in cols.items()})
     info = {"weights": ens.weights_, "intercept": ens.intercept_, "oof_metrics": ens.oof_metrics_,
             "fit_seconds": round(seconds, 1), "python_peak_mb": round(peak / 2**20, 1),
             "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_features": len(names),
             "best_iterations": {k: getattr(m, "best_iteration_", None) for k, m in ens.base_models_.items()}}
-    info["interval_coverage"] = {s: interval_coverage(preds.filter(pl.col("split") == s), cfg.quantiles)
-                                 for s in ("val", "test")}
-    bundle = StackBundle(ensemble=ens, quantile_models=quantile_models, feature_names=list(names),
+    if interval is not None:
+        info["interval"] = {"coverage": interval.coverage, "margin": interval.margin_,
+                            "n_calibration": interval.n_calibration_, **interval.raw_coverage_,
+                            **{s: interval_coverage(preds.filter(pl.col("split") == s)) for s in ("val", "test")}}
+    bundle = StackBundle(ensemble=ens, interval=interval, feature_names=list(names),
                          feature_groups=cfg.feature_groups)
     return preds, bundle, info
 
 
+def fit_interval(X: np.ndarray, y: np.ndarray, postdate: np.ndarray, tr: np.ndarray, va: np.ndarray,
+                 cats: tuple[int, ...], cfg: StackConfig) -> ConformalInterval | None:
+    """LightGBM quantile models on the train rows (early-stopped on their latest share), calibrated on val."""
+    if not cfg.quantiles:
+        return None
+    if len(cfg.quantiles) != 2 or not 0 < cfg.quantiles[0] < cfg.quantiles[1] < 1:
+        raise ValueError(f"train_stack.quantiles must be two increasing levels in (0, 1); got {cfg.quantiles}")
+    if not va.any():
+        raise ValueError("train_stack: the prediction interval is calibrated on the val split, which is empty")
+    rows = np.flatnonzero(tr)
+    rows = rows[np.argsort(postdate[rows], kind="stable")]  # chronological: early stopping on the latest share
+    lo, hi = (fit_internal_es(partial(create_learner, "lgbm", {**cfg.learner_params.get("lgbm", {}), "quantile": q},
+                                      cats), X, y, rows, cfg.es_fraction) for q in cfg.quantiles)
+    return ConformalInterval(lo, hi, coverage=cfg.quantiles[1] - cfg.quantiles[0]).calibrate(X[va], y[va])
+
+
 @dataclass
 class StackBundle:
-    """Everything needed to predict new posts: the fitted stack, interval models, feature order."""
+    """Everything needed to predict new posts: the fitted stack, the interval, feature order."""
 
     ensemble: StackedEnsemble
-    quantile_models: dict
+    interval: ConformalInterval | None
     feature_names: list[str]
     feature_groups: tuple[str, ...]
 
     def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """(N, F) features in ``feature_names`` order -> {"pred", "interval_q10", ...}."""
+        """(N, F) features in ``feature_names`` order -> {"pred", "interval_lo", "interval_hi"}."""
         out = {"pred": self.ensemble.predict(X)}
-        out |= {interval_column(q): m.predict(X) for q, m in self.quantile_models.items()}
+        if self.interval is not None:
+            out |= dict(zip(INTERVAL_COLUMNS, self.interval.predict(X)))
         return out
 
 
-def interval_column(q: float) -> str:
-    return f"interval_q{round(q * 100):02d}"
-
-
-def interval_coverage(part: pl.DataFrame, quantiles: tuple[float, ...]) -> dict | None:
-    """Share of labels at or below each quantile prediction, and inside the outer pair."""
+def interval_coverage(part: pl.DataFrame) -> dict | None:
+    """Share of labels inside [interval_lo, interval_hi], below it and above it."""
     part = part.filter(pl.col("label").is_not_null())
-    if part.height == 0 or not quantiles:
+    if part.height == 0:
         return None
     y = part["label"].to_numpy()
-    out = {interval_column(q): float((y <= part[interval_column(q)].to_numpy()).mean()) for q in quantiles}
-    lo, hi = part[interval_column(min(quantiles))].to_numpy(), part[interval_column(max(quantiles))].to_numpy()
-    out["inside"] = float(((y >= lo) & (y <= hi)).mean())
-    return out
+    lo, hi = part["interval_lo"].to_numpy(), part["interval_hi"].to_numpy()
+    return {"inside": float(((y >= lo) & (y <= hi)).mean()), "below": float((y < lo).mean()),
+            "above": float((y > hi).mean()), "mean_width": float((hi - lo).mean())}
 
 
 def learner_metrics(preds: pl.DataFrame) -> dict[str, dict[str, dict]]:

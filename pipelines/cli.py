@@ -4,7 +4,7 @@
   smpp run --smpd-dir DIR --workdir W                 ingest -> ... -> submission.json, metrics.json
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
-  smpp predict --post post.json                       an unpublished post: prediction and 10-90% interval
+  smpp predict --post post.json                       an unpublished post: prediction and conformal 80% interval
   smpp similar 50731 -k 10 --html similar.html       nearest posts with labels, predictions, thumbnails
   smpp errors --top 5 --html reports/errors.html      error-analysis report with thumbnails and neighbours
 """

@@ -51,7 +51,7 @@ def test_stored_test_post_reproduces_the_pipeline(run):
     test = preds.filter(pl.col("split") == "test").sort("pid")[:3]
     got = predict_posts(paths, [_record(paths.smpd_dir, int(p)) for p in test["pid"]], params)
     assert got["pid"].to_list() == test["pid"].to_list()
-    for col in ("pred", "interval_q10", "interval_q90"):
+    for col in ("pred", "interval_lo", "interval_hi"):
         assert got[col].to_list() == pytest.approx(test[col].to_list(), abs=1e-9), col
 
 
@@ -68,7 +68,7 @@ def test_a_new_post_of_a_new_user(run, tmp_path, capsys):
     assert cli.main(["predict", "--post", str(f), "--root", str(paths.root), "--smpd-dir", str(paths.smpd_dir),
                      "--params", str(p), "--out", str(out)]) == 0
     row = pl.read_csv(out).row(0, named=True)
-    assert 1.0 < row["pred"] < 17.0 and row["interval_q10"] < row["interval_q90"]
+    assert 1.0 < row["pred"] < 17.0 and row["interval_lo"] < row["interval_hi"]
     assert row["pid"] > pl.read_parquet(paths.table("posts"))["pid"].max()  # a fresh Pid
 
 
