@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from models.gbdt import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
 from models.heads import MLPRegressorHead
+from models.sequence_head import SequenceHeadRegressor
 
 LEARNERS = {
     "lgbm": LightGBMRegressor,
     "catboost": CatBoostRegressor,
     "xgboost": XGBoostRegressor,
     "mlp": MLPRegressorHead,
+    "sequence": SequenceHeadRegressor,
 }
 _CATEGORICAL_AWARE = {"lgbm", "catboost", "xgboost"}
 
@@ -18,8 +20,12 @@ def list_learners() -> list[str]:
     return sorted(LEARNERS)
 
 
-def create_learner(name: str, params: dict | None = None, categorical: tuple[int, ...] = ()):
-    """A fresh, unfitted learner. ``params`` are its keyword arguments (unknown ones raise TypeError)."""
+def create_learner(name: str, params: dict | None = None, categorical: tuple[int, ...] = (),
+                   feature_names: tuple[str, ...] | None = None):
+    """A fresh, unfitted learner. ``params`` are its keyword arguments (unknown ones raise TypeError).
+
+    Learners that read a column layout (``from_feature_names``: the sequence head) need ``feature_names``.
+    """
     try:
         cls = LEARNERS[name]
     except KeyError:
@@ -27,4 +33,8 @@ def create_learner(name: str, params: dict | None = None, categorical: tuple[int
     kw = dict(params or {})
     if name in _CATEGORICAL_AWARE:
         kw.setdefault("categorical_features", tuple(categorical))
+    if hasattr(cls, "from_feature_names"):
+        if feature_names is None:
+            raise ValueError(f"learner {name!r} needs the feature names to find its columns")
+        return cls.from_feature_names(list(feature_names), **kw)
     return cls(**kw)

@@ -38,11 +38,11 @@ class StackConfig:
     learner_params: dict = field(default_factory=dict)  # name -> keyword arguments
     quantiles: tuple[float, ...] = (0.1, 0.9)  # LightGBM quantile models -> conformalised interval of q90 - q10
 
-    def ensemble(self, categorical: tuple[int, ...]) -> StackedEnsemble:
+    def ensemble(self, categorical: tuple[int, ...], names: tuple[str, ...] = ()) -> StackedEnsemble:
         unknown = set(self.learner_params) - set(self.learners)
         if unknown:
             raise ValueError(f"train_stack.learner_params names learners not in the stack: {sorted(unknown)}")
-        base = {name: partial(create_learner, name, self.learner_params.get(name), categorical)  # picklable
+        base = {name: partial(create_learner, name, self.learner_params.get(name), categorical, tuple(names))
                 for name in self.learners}
         return StackedEnsemble(base, meta=self.meta, n_folds=self.n_folds, scheme=self.scheme,
                                gap=self.gap_days * 86400.0, es_fraction=self.es_fraction, seed=self.seed)
@@ -58,7 +58,7 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     cats = tuple(i for i, n in enumerate(names) if n.endswith(CATEGORICAL_SUFFIX))
     tracemalloc.start()
     t0 = time.perf_counter()
-    ens = cfg.ensemble(cats).fit(X[tr], y[tr], postdate[tr], X[va], y[va])
+    ens = cfg.ensemble(cats, tuple(names)).fit(X[tr], y[tr], postdate[tr], X[va], y[va])
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()

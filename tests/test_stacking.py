@@ -208,3 +208,21 @@ def test_same_seed_same_stack():
     np.testing.assert_array_equal(fits[0].predict(X[450:]), fits[1].predict(X[450:]))
     assert fits[0].weights_ == fits[1].weights_
     assert np.isfinite(fits[2].oof_).all()  # blocked: every train row has an OOF prediction
+
+
+def test_layout_learners_get_their_columns_from_the_feature_names():
+    from models.learners import create_learner
+    from models.sequence_head import SequenceHeadRegressor
+    from models.train_stack import StackConfig
+
+    names = ["a", "seq_nb0_sim", "b"] + [f"seq_nb{i}_{f}" for i in range(2) for f in ("label", "has_label")] \
+        + ["seq_nb1_sim", "seq_nb0_gap_days", "seq_nb1_gap_days", "seq_nb0_same_user", "seq_nb1_same_user"]
+    head = create_learner("sequence", {"max_epochs": 1}, (), tuple(names))
+    assert isinstance(head, SequenceHeadRegressor)
+    grid = np.asarray(head.sequence_columns)
+    assert grid.shape == (2, 5)
+    assert {names[j] for j in grid[0]} == {f"seq_nb0_{f}" for f in ("label", "has_label", "sim", "gap_days", "same_user")}
+    with pytest.raises(ValueError, match="needs the feature names"):
+        create_learner("sequence", {})
+    ens = StackConfig(learners=("sequence",), learner_params={"sequence": {"max_epochs": 1}}).ensemble((), tuple(names))
+    assert np.array_equal(np.asarray(ens.base_learners["sequence"]().sequence_columns), grid)
