@@ -39,7 +39,8 @@ def make_sequence_data(n: int = 3000, l: int = 8, n_tab: int = 5, seed: int = 0)
     weight = np.where(has == 1, sim, 0.0)
     y = np.nansum(weight * np.nan_to_num(label), axis=1) / np.maximum(weight.sum(axis=1), 1e-12)
     y = y + rng.normal(scale=0.3, size=n)
-    fields = dict(label=label, has_label=has, sim=sim, gap_days=np.where(present, np.log1p(rng.exponential(30.0, (n, l))), np.nan),
+    gap_days = np.where(present, np.log1p(rng.exponential(30.0, (n, l))), np.nan)
+    fields = dict(label=label, has_label=has, sim=sim, gap_days=gap_days,
                   same_user=np.where(present, rng.random((n, l)) < 0.3, np.nan))
     cols = {f"tab{j}": rng.normal(size=n) for j in range(n_tab)}
     cols.update({f"seq_nb{i}_{f}": fields[f][:, i] for i in range(l) for f in FIELDS})
@@ -73,23 +74,31 @@ def test_learns_sequence_signal(data, fitted):
 def test_absent_neighbour_fields_are_masked(data, fitted):
     X, _, names = data
     X = X[TEST].copy()
-    absent = np.isnan(X[:, names.index("seq_nb7_sim")])
-    assert 0 < absent.sum() < len(X)
+    col = {name: j for j, name in enumerate(names)}
+    X[::2, col["seq_nb0_sim"]] = np.nan  # absent at the head of the sequence too, not only at its tail
+    tail_absent = np.isnan(X[:, col["seq_nb7_sim"]])
+    assert 0 < tail_absent.sum() < len(X) and np.isfinite(X[::2, col["seq_nb1_sim"]]).any()
     changed = X.copy()
     for field in ("label", "has_label", "gap_days", "same_user"):
-        changed[absent, names.index(f"seq_nb7_{field}")] = 5.0
+        changed[tail_absent, col[f"seq_nb7_{field}"]] = 5.0
+        changed[::2, col[f"seq_nb0_{field}"]] = -5.0
     np.testing.assert_array_equal(fitted.predict(X), fitted.predict(changed))
-    present = ~absent  # the same change on present neighbours is seen by the model
-    changed[present, names.index("seq_nb7_label")] = 5.0
-    assert not np.array_equal(fitted.predict(X)[present], fitted.predict(changed)[present])
+    changed[1::2, col["seq_nb0_label"]] = 5.0  # the same change on present neighbours is seen by the model
+    assert not np.array_equal(fitted.predict(X)[1::2], fitted.predict(changed)[1::2])
 
 
-def test_rows_without_neighbours_predict_finite(data, fitted):
-    X, _, names = data
+def test_rows_without_neighbours_predict_finite_from_zero_context(data, fitted):
+    X, y, names = data
     X = X[TEST].copy()
     X[:, [j for j, name in enumerate(names) if name.startswith("seq_nb")]] = np.nan
     pred = fitted.predict(X)
     assert np.isfinite(pred).all() and pred.shape == (len(X),)
+    net = fitted.module_
+    tab, _, _ = fitted._tensors(X)
+    with torch.no_grad():
+        q = net.target(tab)                                                  # (n, D)
+        zero_context = net.out(net.head(torch.cat([q, torch.zeros_like(q)], dim=-1)))[:, 0]
+    np.testing.assert_allclose(pred, zero_context.numpy() * fitted.y_std_ + fitted.y_mean_, rtol=0, atol=1e-12)
 
 
 def test_early_stopping_on_val_and_fixed_epochs(data):
