@@ -25,25 +25,12 @@ import polars as pl
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from featurestore import registry  # noqa: E402
 from featurestore.config import config_from_dict, load_params  # noqa: E402
-from featurestore.registry import TableSpec  # noqa: E402
 from models.metrics import metrics_by_bin, regression_metrics  # noqa: E402
 
-NEW_TABLES = {"embed_minilm": "data/embeddings/minilm.parquet",
-              "features_finetuned_wrcr": "data/features/finetuned_wrcr.parquet"}
 HEADS = {"L1": dict(loss="l1"), "RNC + L1": dict(loss="rnc"), "WRCR + L1": dict(loss="wrcr", weighting="linear")}
 VARIANTS = {"WRCR-log + L1": dict(loss="wrcr", weighting="log"),
             "WRCR-quadratic + L1": dict(loss="wrcr", weighting="quadratic")}
-
-
-def ensure_tables() -> None:
-    """Register this work's tables where the lead has not yet (featurestore/registry.py)."""
-    known = {s.name for s in registry.list_tables()}
-    for name, path in NEW_TABLES.items():
-        if name not in known:
-            stage = name.replace("features_finetuned", "finetune")
-            registry.register_table(TableSpec(name=name, path=path, stage=stage))
 
 
 def extraction(paths, params: dict, sample: int) -> None:
@@ -188,7 +175,6 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.paths import Paths
 
     t_start = time.perf_counter()
-    ensure_tables()
     paths, params = Paths(root=args.root), load_params(args.params)
     if not args.skip_extraction:
         extraction(paths, params, args.throughput_sample)

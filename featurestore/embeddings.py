@@ -69,6 +69,18 @@ def embedding_arrays(table: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarra
             flat.reshape(len(table), dim))
 
 
+def embedding_prefix(table_name: str) -> str:
+    """Column prefix of an embedding table used as model input: ``embed_minilm`` -> ``emb_minilm_``."""
+    return f"emb_{table_name.removeprefix('embed_')}_"
+
+
+def embedding_columns(table: pa.Table, prefix: str) -> pa.Table:
+    """An embedding table -> ``pid, postdate, <prefix>0 .. <prefix>{D-1}`` (float32), the same row order."""
+    pid, postdate, emb = embedding_arrays(table)
+    cols = {f"{prefix}{j}": pa.array(emb[:, j]) for j in range(emb.shape[1])}
+    return pa.table({"pid": pa.array(pid), "postdate": pa.array(postdate), **cols})
+
+
 def read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(pid, postdate, emb)`` of an embedding Parquet file; see ``embedding_arrays``."""
     return embedding_arrays(pq.read_table(path, columns=["pid", "postdate", EMBEDDING_COLUMN]))

@@ -81,6 +81,19 @@ def build_group(name: str, paths, params: dict) -> pa.Table:
     return table
 
 
+def read_model_inputs(paths, name: str) -> pa.Table:
+    """The stored table ``name`` as model inputs: a feature group as is; an embedding table
+    (``kind == "embedding"``, e.g. ``embed_minilm``) with one float32 column per dimension,
+    named ``emb_<encoder>_<j>``."""
+    import pyarrow.parquet as pq
+
+    from featurestore.embeddings import embedding_columns, embedding_prefix
+    from featurestore.registry import get_table
+
+    table = pq.read_table(paths.table(name))
+    return embedding_columns(table, embedding_prefix(name)) if get_table(name).kind == "embedding" else table
+
+
 def feature_columns(table: pa.Table) -> list[str]:
     """Model input columns of a feature table (everything but the key and the timestamp)."""
     return [c for c in table.column_names if c not in ("pid", "postdate")]
@@ -92,6 +105,8 @@ register_group(FeatureGroup(name="user", table="features_user", sql="features_us
                             description="profile fields at post time and the user's activity so far"))
 register_group(FeatureGroup(name="crawled", table="features_crawled", sql="features_crawled",
                             description="crawled user statistics of the post's Pathalias (later snapshot, FORMAT.md 10)"))
+register_group(FeatureGroup(name="ids", table="features_ids", sql="features_ids",
+                            description="the post's user as a categorical code (train vocabulary; unseen users null)"))
 register_group(FeatureGroup(name="temporal", table="features_temporal", sql="features_temporal",
                             description="local posting time, gaps to first photo and previous post, geotag"))
 register_group(FeatureGroup(name="text", table="features_text", build=text_features, config=TextConfig,

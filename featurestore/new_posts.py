@@ -4,7 +4,8 @@ New posts go through the same parsers as ingest (written as a tiny SMPD "test" s
 same feature code as the pipeline: the stored tables plus the new posts form a scratch work
 root in which every feature group is rebuilt, and the new posts' rows are taken out. The new
 posts are unlabelled, so nothing else's features change; groups marked ``per_post`` (image
-statistics) are computed for the new posts alone. A post whose Pid is already stored replaces
+statistics) and embedding tables (``embed_minilm``: a frozen encoder of each post's own text)
+are computed for the new posts alone. A post whose Pid is already stored replaces
 the stored row, so predicting a stored test post reproduces the pipeline's features exactly.
 """
 
@@ -108,6 +109,9 @@ def new_post_features(paths, records: list[dict], groups: tuple[str, ...], param
         def rows_of(name: str) -> pa.Table:
             """The new posts' rows of group ``name`` (pid, postdate, features), built once."""
             if name not in built:
+                if _is_embedding(name):
+                    built[name] = _embedding_rows(name, Paths(root=alone, smpd=paths.smpd_dir), params, scratch)
+                    return built[name]
                 group = get_group(name)
                 if name == "sequence":
                     table = _sequence_rows(paths, Paths(root=full, smpd=paths.smpd_dir), new_pids, params, rows_of)
@@ -119,10 +123,32 @@ def new_post_features(paths, records: list[dict], groups: tuple[str, ...], param
 
         out = pa.table({"pid": new_pids})
         for g in groups:
-            out = out.join(rows_of(g.removeprefix("features_")).drop_columns(["postdate"]), "pid",
+            name = g if _is_embedding(g) else g.removeprefix("features_")
+            out = out.join(rows_of(name).drop_columns(["postdate"]), "pid",
                            join_type="left outer")
         order = pc.index_in(new_pids, value_set=out["pid"])
         return out.take(order)
+
+
+def _is_embedding(name: str) -> bool:
+    return name.startswith("embed_") and get_table(name).kind == "embedding"
+
+
+def _embedding_rows(name: str, alone, params: dict, scratch: Path) -> pa.Table:
+    """Model-input columns of embedding table ``name`` for the new posts (the stage's encoder and params)."""
+    import importlib
+
+    from featurestore.config import config_from_dict
+    from featurestore.embeddings import embedding_columns, embedding_prefix
+    from models.extraction import EmbedConfig, embed_posts
+
+    stage = importlib.import_module(f"pipelines.{name}")
+    if not hasattr(stage, "ENCODER"):
+        raise ValueError(f"smpp predict: {name} is not the output of a frozen encoder; only encoder tables "
+                         "(e.g. embed_minilm) can be model inputs of new posts")
+    cfg = config_from_dict(EmbedConfig, name, {**(params.get(name) or {}), "progress": False})
+    table, _ = embed_posts(alone, stage.ENCODER, cfg, shard_dir=scratch / f"{name}-shards")
+    return embedding_columns(table, embedding_prefix(name))
 
 
 def _sequence_rows(stored, full, new_pids: pa.Array, params: dict, rows_of) -> pa.Table:

@@ -59,6 +59,7 @@ _GROUPS = {
     "text": "title/tag counts and flags, TF-IDF + SVD of title and tags (fitted on train)",
     "image_stats": "engineered image statistics (brightness, colourfulness, sharpness, composition, ...)",
     "crawled": "crawled user statistics of the post's Pathalias (a later snapshot, not point in time)",
+    "ids": "the post's user as a categorical code, vocabulary of the train split (unseen users null)",
     "history": "point-in-time statistics of visible earlier labels: user, user x category, categories",
     "sequence": "visible-label and similarity statistics of the k most similar strictly-earlier posts (FAISS)",
 }
@@ -68,6 +69,13 @@ for _name, _desc in _GROUPS.items():
 register_table(TableSpec(name="embed_engineered", path="data/embeddings/engineered.parquet", stage="embed_engineered",
                          kind="embedding", timestamp="postdate",
                          description="train-standardised text SVD + image stats + one-hot category, L2-normalised"))
+register_table(TableSpec(name="embed_minilm", path="data/embeddings/minilm.parquet", stage="embed_minilm",
+                         kind="embedding", timestamp="postdate",
+                         description="all-MiniLM-L6-v2 embedding (384, L2-normalised) of the post's title and tags"))
+register_table(TableSpec(name="features_finetuned_wrcr", path="data/features/finetuned_wrcr.parquet",
+                         stage="finetune_wrcr", kind="feature_group", timestamp="postdate",
+                         description="64-d penultimate layer ft_* of the WRCR head on frozen MiniLM + image stats "
+                                     "(trained on train only)"))
 register_table(TableSpec(name="sequence_ids", path="data/neighbours/sequence_ids.parquet", stage="features_sequence",
                          timestamp="postdate", description="top-l strictly-earlier neighbour pids/similarities; not model inputs"))
 register_table(TableSpec(name="predictions", path="data/preds/lgbm.parquet", stage="train_lgbm", kind="prediction",

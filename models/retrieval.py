@@ -274,8 +274,12 @@ def _update(best_s: np.ndarray, best_p: np.ndarray, cand: tuple[np.ndarray, np.n
     return np.where(np.isfinite(kth), kth, _LOWEST).astype(np.float32)
 
 
-def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k among strictly earlier rows for the time-sorted query positions q (B,); (sims, pos) (B, k)."""
+def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int, cand: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k among strictly earlier rows for the time-sorted query positions q (B,); (sims, pos) (B, k).
+
+    cand: (N,) bool in time order, the rows that may be returned (default: all).
+    """
     Q = E[q]                                     # (B, D)
     B, e = len(q), int(q[-1]) + 1                # no row at or after the last query is earlier than any query
     tq = t[q]
@@ -291,6 +295,8 @@ def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int)
         if c1 > lo:
             m0 = max(lo, c0)
             _mask_not_earlier(S[:, m0 - c0:], tq, t[m0:c1])
+        if cand is not None:
+            S[:, ~cand[c0:c1]] = -np.inf
         if c0 == 0 and c1 > 4 * k:               # a valid lower bound: k-th best of a subset of the row
             sub = S[:, :: max(1, c1 // 2048)]
             thr = np.maximum(thr, np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k])
@@ -329,7 +335,8 @@ def _stream_block(index: faiss.Index, E: np.ndarray, t: np.ndarray, s: int, e: i
 def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: int = 4096, *,
                          method: str = "exact", tiebreak: np.ndarray | None = None,
                          config: IndexConfig | None = None, train_mask: np.ndarray | None = None,
-                         tile: int | None = None, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                         tile: int | None = None, rows: np.ndarray | None = None,
+                         candidates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """For every row, its k most similar rows with a strictly smaller ``postdate``; never itself.
 
     emb: (N, D) float32, L2-normalised rows. postdate: (N,) int64 epoch seconds.
@@ -339,11 +346,15 @@ def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: i
     train_mask: (N,) bool, rows the IVF quantizers may learn from (default: all).
     rows: (N,) bool, the rows to search for (default: all); the others get padding. With
     ``exact`` only their blocks are computed (``smpp predict``: a few new posts against the store).
+    candidates: (N,) bool, the rows that may be returned as neighbours (default: all; ``exact`` only),
+    e.g. the posts whose label is visible.
     Returns ``ids (N, k) int64`` (row numbers of ``emb``, -1 padding) and ``sims (N, k) float32``
     (NaN padding), most similar first.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
+    if candidates is not None and method != "exact":
+        raise ValueError(f"time_safe_neighbours: candidates need method 'exact'; got {method!r}")
     n = len(emb)
     postdate = np.asarray(postdate, np.int64)
     order = np.lexsort((np.arange(n) if tiebreak is None else np.asarray(tiebreak), postdate))
@@ -360,12 +371,13 @@ def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: i
     sims = np.full((n, k), -np.inf, np.float32)
     pos = np.full((n, k), -1, np.int64)
     wanted = np.ones(n, bool) if rows is None else np.asarray(rows, bool)[order]  # (N,) in time order
+    cand = None if candidates is None else np.asarray(candidates, bool)[order]
     for s in range(0, n, block):
         e = min(s + block, n)
         if index is not None:
             sims[s:e], pos[s:e] = _stream_block(index, E, t, s, e, k)
         elif (q := s + np.flatnonzero(wanted[s:e])).size:
-            sims[q], pos[q] = _exact_block(E, t, q, k, tile)
+            sims[q], pos[q] = _exact_block(E, t, q, k, tile, cand)
     pos[~wanted] = -1
     ids = np.full((n, k), -1, np.int64)
     ids[order] = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)

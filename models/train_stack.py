@@ -25,10 +25,15 @@ from models.train_gbdt import CATEGORICAL_SUFFIX, DEFAULT_FEATURE_GROUPS
 INTERVAL_COLUMNS = ("interval_lo", "interval_hi")  # conformalised bounds (models.intervals)
 
 
+# PPCL's inputs: frozen MiniLM text embedding, image statistics, user fields and id, category codes.
+PPCL_FEATURE_GROUPS = ("features_baseline", "features_user", "features_crawled", "features_image_stats",
+                       "features_ids", "embed_minilm")
+
+
 @dataclass(frozen=True)
 class StackConfig:
     feature_groups: tuple[str, ...] = DEFAULT_FEATURE_GROUPS
-    learners: tuple[str, ...] = ("lgbm", "catboost", "xgboost", "mlp")
+    learners: tuple[str, ...] = ("lgbm", "catboost", "xgboost", "mlp", "ppcl")
     meta: str = "nnls"          # nnls (non-negative linear) or lgbm
     n_folds: int = 4
     scheme: str = "expanding"   # expanding window (default) or blocked (purged K-fold)
@@ -37,32 +42,69 @@ class StackConfig:
     seed: int = 42
     learner_params: dict = field(default_factory=dict)  # name -> keyword arguments
     quantiles: tuple[float, ...] = (0.1, 0.9)  # LightGBM quantile models -> conformalised interval of q90 - q10
+    learner_feature_groups: dict = field(default_factory=lambda: {"ppcl": list(PPCL_FEATURE_GROUPS)})
+    # ^ learner -> its own groups; a learner not named reads feature_groups
 
-    def ensemble(self, categorical: tuple[int, ...], names: tuple[str, ...] = ()) -> StackedEnsemble:
+    def __post_init__(self) -> None:
         unknown = set(self.learner_params) - set(self.learners)
         if unknown:
             raise ValueError(f"train_stack.learner_params names learners not in the stack: {sorted(unknown)}")
-        base = {name: partial(create_learner, name, self.learner_params.get(name), categorical, tuple(names))
-                for name in self.learners}
+
+    @property
+    def all_groups(self) -> tuple[str, ...]:
+        """Every group some learner in the stack reads, ``feature_groups`` first: the stack matrix's columns.
+
+        ``learner_feature_groups`` entries of learners not in ``learners`` are ignored (so a stack
+        without PPCL does not load the MiniLM table).
+        """
+        out = list(self.feature_groups)
+        for learner, groups in self.learner_feature_groups.items():
+            if learner in self.learners:
+                out += [g for g in groups if g not in out]
+        return tuple(out)
+
+    def learner_columns(self, group_names: dict[str, list[str]], names: list[str]) -> dict[str, tuple[int, ...] | None]:
+        """Learner -> positions in ``names`` of its groups' columns; None: it reads every column."""
+        pos = {n: i for i, n in enumerate(names)}
+        out = {}
+        for learner in (*self.learners, "interval"):
+            groups = self.learner_feature_groups.get(learner, self.feature_groups)
+            missing = [g for g in groups if g not in group_names]
+            if missing:
+                raise ValueError(f"train_stack: learner {learner} reads groups that were not loaded: {missing}")
+            cols = tuple(sorted(pos[n] for g in groups for n in group_names[g]))
+            out[learner] = None if len(cols) == len(names) else cols
+        return out
+
+    def ensemble(self, categorical: tuple[int, ...], names: tuple[str, ...] = (),
+                 columns: dict[str, tuple[int, ...] | None] | None = None) -> StackedEnsemble:
+        columns = columns or {}
+        base = {name: partial(create_learner, name, self.learner_params.get(name), categorical, tuple(names),
+                              columns.get(name)) for name in self.learners}
         return StackedEnsemble(base, meta=self.meta, n_folds=self.n_folds, scheme=self.scheme,
                                gap=self.gap_days * 86400.0, es_fraction=self.es_fraction, seed=self.seed)
 
 
-def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: StackConfig
-              ) -> tuple[pl.DataFrame, StackedEnsemble, dict]:
-    """Fit the stack; returns (predictions with one column per learner, the ensemble, info)."""
+def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: StackConfig,
+              group_names: dict[str, list[str]] | None = None) -> tuple[pl.DataFrame, "StackBundle", dict]:
+    """Fit the stack; returns (predictions with one column per learner, the fitted bundle, info).
+
+    ``group_names``: group -> its column names (needed when ``cfg.learner_feature_groups`` gives
+    a learner other groups than ``cfg.feature_groups``); by default every learner reads ``names``.
+    """
     X = frame.select(names).to_numpy().astype(np.float32)
+    columns = cfg.learner_columns(group_names, names) if group_names else {}
     y = frame["label"].to_numpy()
     split = frame["split"].to_numpy()
     tr, va = split == "train", split == "val"
     cats = tuple(i for i, n in enumerate(names) if n.endswith(CATEGORICAL_SUFFIX))
     tracemalloc.start()
     t0 = time.perf_counter()
-    ens = cfg.ensemble(cats, tuple(names)).fit(X[tr], y[tr], postdate[tr], X[va], y[va])
+    ens = cfg.ensemble(cats, tuple(names), columns).fit(X[tr], y[tr], postdate[tr], X[va], y[va])
     seconds = time.perf_counter() - t0
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    interval = fit_interval(X, y, postdate, tr, va, cats, cfg)
+    interval = fit_interval(X, y, postdate, tr, va, cats, cfg, tuple(names), columns.get("interval"))
     base = ens.predict_base(X)
     cols = {f"pred_{k}": v for k, v in base.items()}
     if interval is not None:
@@ -72,19 +114,25 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     info = {"weights": ens.weights_, "intercept": ens.intercept_, "oof_metrics": ens.oof_metrics_,
             "fit_seconds": round(seconds, 1), "python_peak_mb": round(peak / 2**20, 1),
             "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_features": len(names),
+            "n_features_per_learner": {k: len(v) if v is not None else len(names) for k, v in columns.items()}
+            or {k: len(names) for k in cfg.learners},
             "best_iterations": {k: getattr(m, "best_iteration_", None) for k, m in ens.base_models_.items()}}
     if interval is not None:
         info["interval"] = {"coverage": interval.coverage, "margin": interval.margin_,
                             "n_calibration": interval.n_calibration_, **interval.raw_coverage_,
                             **{s: interval_coverage(preds.filter(pl.col("split") == s)) for s in ("val", "test")}}
     bundle = StackBundle(ensemble=ens, interval=interval, feature_names=list(names),
-                         feature_groups=cfg.feature_groups)
+                         feature_groups=cfg.all_groups)
     return preds, bundle, info
 
 
 def fit_interval(X: np.ndarray, y: np.ndarray, postdate: np.ndarray, tr: np.ndarray, va: np.ndarray,
-                 cats: tuple[int, ...], cfg: StackConfig) -> ConformalInterval | None:
-    """LightGBM quantile models on the train rows (early-stopped on their latest share), calibrated on val."""
+                 cats: tuple[int, ...], cfg: StackConfig, names: tuple[str, ...] = (),
+                 columns: tuple[int, ...] | None = None) -> ConformalInterval | None:
+    """LightGBM quantile models on the train rows (early-stopped on their latest share), calibrated on val.
+
+    They read ``columns`` of X (``train_stack.feature_groups``; all of X when None).
+    """
     if not cfg.quantiles:
         return None
     if len(cfg.quantiles) != 2 or not 0 < cfg.quantiles[0] < cfg.quantiles[1] < 1:
@@ -94,7 +142,7 @@ def fit_interval(X: np.ndarray, y: np.ndarray, postdate: np.ndarray, tr: np.ndar
     rows = np.flatnonzero(tr)
     rows = rows[np.argsort(postdate[rows], kind="stable")]  # chronological: early stopping on the latest share
     lo, hi = (fit_internal_es(partial(create_learner, "lgbm", {**cfg.learner_params.get("lgbm", {}), "quantile": q},
-                                      cats), X, y, rows, cfg.es_fraction) for q in cfg.quantiles)
+                                      cats, names, columns), X, y, rows, cfg.es_fraction) for q in cfg.quantiles)
     return ConformalInterval(lo, hi, coverage=cfg.quantiles[1] - cfg.quantiles[0]).calibrate(X[va], y[va])
 
 

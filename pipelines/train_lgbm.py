@@ -7,6 +7,7 @@ import logging
 import polars as pl
 
 from featurestore.config import config_from_dict
+from featurestore.feature_groups import read_model_inputs
 from models.train_gbdt import TrainConfig, assemble, fit_predict
 from pipelines.paths import Paths
 from pipelines.stage import stage_main, write_json
@@ -17,7 +18,7 @@ PARAMS = ("train_lgbm",)
 
 def run(paths: Paths, params: dict) -> dict:
     cfg = config_from_dict(TrainConfig, "train_lgbm", params.get("train_lgbm"))
-    features = [pl.read_parquet(paths.table(g)) for g in cfg.feature_groups]
+    features = [pl.from_arrow(read_model_inputs(paths, g)) for g in cfg.feature_groups]
     frame, names = assemble(features, pl.read_parquet(paths.table("split")), pl.read_parquet(paths.table("labels")))
     preds, model, info = fit_predict(frame, names, cfg)
     out = paths.table("predictions")

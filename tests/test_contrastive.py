@@ -11,9 +11,7 @@ import torch
 from sklearn.base import clone
 from test_encoders import make_root
 
-from featurestore import registry
 from featurestore.embeddings import embedding_table
-from featurestore.registry import TableSpec, get_table
 from models.contrastive import ContrastiveRegressionNet, HeadConfig, rnc_loss, wrcr_loss
 from models.contrastive.losses import ranked_contrastive_loss
 from models.finetune import ContrastiveRegressor, FinetuneConfig, finetuned_embeddings
@@ -160,13 +158,7 @@ TINY_FT = dict(proj_hidden=16, proj_dim=8, embed_dim=6, batch_size=16, max_epoch
 
 
 @pytest.fixture
-def ft_root(tmp_path, monkeypatch):
-    for name, path in {"embed_minilm": "data/embeddings/minilm.parquet",
-                       "features_finetuned_wrcr": "data/features/finetuned_wrcr.parquet"}.items():
-        try:
-            get_table(name)
-        except KeyError:  # until the lead registers these tables
-            monkeypatch.setitem(registry._TABLES._items, name, TableSpec(name=name, path=path, stage=name))
+def ft_root(tmp_path):
     paths = make_root(tmp_path, n=80)
     split = pq.read_table(paths.table("split"))
     emb = np.random.default_rng(0).normal(size=(80, 10)).astype(np.float32)

@@ -114,16 +114,9 @@ def test_killed_run_resumes_with_no_duplicates_no_gaps_same_vectors(setup, tmp_p
     assert resumed.equals(clean)  # bit-identical vectors
 
 
-def test_embed_minilm_stage_writes_merged_table_and_resumes(setup, monkeypatch):
-    from featurestore import registry
-    from featurestore.registry import TableSpec, get_table
+def test_embed_minilm_stage_writes_merged_table_and_resumes(setup):
     from pipelines import embed_minilm
 
-    try:
-        get_table("embed_minilm")
-    except KeyError:  # until the lead registers the table
-        monkeypatch.setitem(registry._TABLES._items, "embed_minilm",
-                            TableSpec(name="embed_minilm", path="data/embeddings/minilm.parquet", stage="embed_minilm"))
     root, weights = setup
     params = {"embed_minilm": {"weights": str(weights["st"]), "shard_size": 16, "batch_size": 8, "device": "cpu",
                                "progress": False, "options": {"dim": 16}}}

@@ -7,6 +7,8 @@ import orjson
 import pytest
 import yaml
 
+from test_encoders import tiny_sentence_transformer
+
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import cli
 from pipelines.stages import STAGES, stage_module
@@ -18,8 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 # One thread per library: under pytest -n 2 on 2 cores, OpenMP spin-waiting makes 2 threads 100x slower.
 FAST = {"train_stack": {"n_folds": 2, "learner_params": {
             "lgbm": {"n_estimators": 80, "num_threads": 1}, "catboost": {"n_estimators": 80, "thread_count": 1},
-            "xgboost": {"n_estimators": 80, "nthread": 1}, "mlp": {"max_epochs": 5}}},
+            "xgboost": {"n_estimators": 80, "nthread": 1}, "mlp": {"max_epochs": 5}, "ppcl": {"max_epochs": 2, "num_threads": 1}}},
         "train_lgbm": {"n_estimators": 200, "num_threads": 1},
+        "finetune_wrcr": {"proj_hidden": 16, "proj_dim": 8, "embed_dim": 6, "max_epochs": 2, "crossfit_folds": 0},
         "features_image_stats": {"workers": 1, "progress": False}}
 
 
@@ -27,7 +30,8 @@ FAST = {"train_stack": {"n_folds": 2, "learner_params": {
 def sim(tmp_path_factory):
     d = tmp_path_factory.mktemp("sim") / "smpd"
     simulate_smpd(d, SimConfig(posts=1500, seed=3, image_size=48, workers=1))
-    (d.parent / "fast.yaml").write_text(json.dumps(FAST))  # JSON is YAML
+    minilm = {"weights": str(tiny_sentence_transformer(d.parent / "st")), "options": {"dim": 16}, "progress": False}
+    (d.parent / "fast.yaml").write_text(json.dumps({**FAST, "embed_minilm": minilm}))  # JSON is YAML
     return d
 
 

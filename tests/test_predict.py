@@ -7,15 +7,24 @@ import orjson
 import polars as pl
 import pytest
 
+from test_encoders import tiny_sentence_transformer
+
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import cli
 from pipelines.paths import Paths
 from pipelines.predict import predict_posts
 
-FAST = {"train_stack": {"learners": ["lgbm", "xgboost"], "n_folds": 2,
+# PPCL reads its own groups, the MiniLM embedding among them (a tiny random-weight model here):
+# a stored post's prediction is reproduced only if the new post's text is embedded as in the stage.
+PPCL_GROUPS = ["features_baseline", "features_user", "features_crawled", "features_image_stats", "features_ids",
+               "embed_minilm"]
+FAST = {"train_stack": {"learners": ["lgbm", "xgboost", "ppcl"], "n_folds": 2,
                         "learner_params": {"lgbm": {"n_estimators": 100, "num_threads": 1},
-                                           "xgboost": {"n_estimators": 100, "nthread": 1}}},
+                                           "xgboost": {"n_estimators": 100, "nthread": 1},
+                                           "ppcl": {"max_epochs": 2, "num_threads": 1}},
+                        "learner_feature_groups": {"ppcl": PPCL_GROUPS}},
         "train_lgbm": {"num_threads": 1},
+        "finetune_wrcr": {"proj_hidden": 16, "proj_dim": 8, "embed_dim": 6, "max_epochs": 2, "crossfit_folds": 0},
         "features_image_stats": {"progress": False, "workers": 1}}
 
 
@@ -25,10 +34,12 @@ def run(tmp_path_factory):
     smpd = root / "smpd"
     simulate_smpd(smpd, SimConfig(posts=700, seed=5, image_size=48, workers=1, progress=False))
     params = root / "params.yaml"
-    params.write_text(json.dumps(FAST))  # JSON is YAML
+    minilm = {"weights": str(tiny_sentence_transformer(root / "st")), "options": {"dim": 16}, "progress": False}
+    fast = {**FAST, "embed_minilm": minilm}
+    params.write_text(json.dumps(fast))  # JSON is YAML
     cli.main(["run", "--smpd-dir", str(smpd), "--workdir", str(root / "w"), "--mode", "holdout",
               "--params", str(params)])
-    return Paths(root=root / "w", smpd=smpd), FAST
+    return Paths(root=root / "w", smpd=smpd), fast
 
 
 def _record(smpd: Path, pid: int) -> dict:

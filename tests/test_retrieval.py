@@ -86,6 +86,28 @@ def test_exact_methods_equal_brute_force(method):
     np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
 
 
+def test_candidates_restrict_the_neighbours_exactly():
+    rng = np.random.default_rng(3)
+    n, k = 500, 5
+    emb = _unit(rng, n, 16)
+    postdate = rng.integers(0, 90, n)
+    cand = rng.random(n) < 0.4
+    S = emb.astype(np.float64) @ emb.astype(np.float64).T
+    ids, sims = time_safe_neighbours(emb, postdate, k, block=40, method="exact", tile=64, candidates=cand)
+    for i in range(n):
+        c = np.flatnonzero(cand & (postdate < postdate[i]))
+        ref = c[np.lexsort((c, postdate[c], -S[i, c]))][:k]
+        got = ids[i][ids[i] >= 0]
+        np.testing.assert_array_equal(got, ref)
+        np.testing.assert_allclose(sims[i, :len(ref)], S[i, ref], atol=1e-5)
+    only = np.zeros(n, bool)
+    only[::50] = True  # searching a few rows gives those rows' full-run answers
+    part, _ = time_safe_neighbours(emb, postdate, k, block=40, method="exact", tile=64, candidates=cand, rows=only)
+    np.testing.assert_array_equal(part[only], ids[only])
+    with pytest.raises(ValueError, match="exact"):
+        time_safe_neighbours(emb, postdate, k, method="flat", candidates=cand)
+
+
 def test_tie_rule_on_equal_similarities():
     """Exactly equal similarities: the candidate first in (postdate, tiebreak) order wins."""
     rng = np.random.default_rng(2)
@@ -182,7 +204,7 @@ def _relabel(paths, fn):
 
 def test_sequence_features_ignore_hidden_and_later_labels(seq_paths):
     paths, rows = seq_paths
-    cfg = SequenceConfig(k=6, l=4, block=32)
+    cfg = SequenceConfig(k=6, l=4, block=32, labelled=True)  # both searches
     feats, ids = sequence_tables(paths, cfg)
     assert feats.column_names[:2] == ["pid", "postdate"] and ids.column_names[:2] == ["pid", "postdate"]
     assert feats["pid"].to_pylist() == sorted(r["pid"] for r in rows)
@@ -218,6 +240,23 @@ def test_sequence_features_match_hand_computation(seq_paths):
         assert got["seq_label_max"] == pytest.approx(max(y for y, _ in vis))
     assert got["seq_sim_mean"] == pytest.approx(np.mean([s for _, s in nbs]), rel=1e-5)
     assert got["seq_gap_top1_days"] == pytest.approx((row["postdate"] - by_pid[nbs[0][0]]["postdate"]) / 86_400)
+
+
+def test_labelled_neighbours_always_carry_labels(seq_paths):
+    paths, rows = seq_paths
+    feats = pl.from_arrow(sequence_tables(paths, SequenceConfig(k=5, l=3, block=16, labelled=True))[0])
+    by_pid = {r["pid"]: r for r in rows}
+    n_train_before = np.array([sum(1 for q in rows if q["split"] == "train" and q["postdate"] < by_pid[p]["postdate"])
+                               for p in feats["pid"]])
+    # every post has min(k, earlier train posts) labelled neighbours; the first search runs out for test posts
+    np.testing.assert_array_equal(feats["seq_lab_n_found"].to_numpy(), np.minimum(n_train_before, 5))
+    late = feats.filter(pl.col("pid").is_in([r["pid"] for r in rows if r["split"] == "test"]))
+    assert (late["seq_lab_n_found"] == 5).all() and (late["seq_label_count"] < 5).any()
+    assert "seq_lab_label_count" not in feats.columns
+    plain = sequence_tables(paths, SequenceConfig(k=5, l=3, block=16))[0]  # the default
+    assert not any(c.startswith("seq_lab_") for c in plain.column_names)
+    with pytest.raises(ValueError, match="labelled"):
+        sequence_tables(paths, SequenceConfig(k=5, l=3, index="flat", labelled=True))
 
 
 def test_neighbour_features_without_neighbours():

@@ -68,7 +68,9 @@ class SentenceTransformerEncoder(PostTextEncoder):
 
         weights = require_weights(config)
         self.model = SentenceTransformer(weights, device=str(self.device), local_files_only=True).eval()
-        self.model.max_seq_length = config.max_seq_length
+        positions = getattr(getattr(self.model[0], "auto_model", None), "config", None)
+        limit = getattr(positions, "max_position_embeddings", None) or config.max_seq_length
+        self.model.max_seq_length = min(config.max_seq_length, limit)  # never past the model's positions
         dim_of = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         got = dim_of()
         if got != config.dim:
