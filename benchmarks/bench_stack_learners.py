@@ -2,8 +2,9 @@
 
 On the run's stored tables (after `dvc repro`), every candidate learner is fitted exactly as
 `train_stack` fits it (time-respecting out-of-fold predictions over the train split + one refit
-early-stopped on val, with its own feature groups), one at a time so its time is its own. Its
-OOF and refit predictions are cached under ``--cache`` (a rerun with the same candidate
+early-stopped on val, with its own feature groups), one at a time in a fresh process, so its
+time and peak memory (the process's ``ru_maxrss``, its data included) are its own. Its OOF
+and refit predictions are cached under ``--cache`` (a rerun with the same candidate
 definition reuses them). Then the non-negative linear meta-learner is fitted on the OOF
 columns of each requested combination (OOF only: val and test labels never reach it) and
 the combination is scored on val and test, with SRC / the oracle's SRC.
@@ -11,7 +12,7 @@ the combination is scored on val and test, with SRC / the oracle's SRC.
     python -m benchmarks.bench_stack_learners                      # default candidates, default combos
     python -m benchmarks.bench_stack_learners --candidates lgbm,catboost_ids,ppcl --combos "lgbm+ppcl"
 
-Candidates (``CANDIDATES``): the params.yaml learners with their params.yaml settings, plus
+Candidates (``candidates()``): the params.yaml learners with their params.yaml settings, plus
 ``catboost_ids`` (CatBoost with the user-id code as a native categorical), ``sequence`` (the DSN
 head) and ``ppcl`` (PPCL over frozen MiniLM + image statistics + user features + user id).
 """
@@ -22,7 +23,10 @@ import argparse
 import hashlib
 import json
 import logging
+import multiprocessing
+import resource
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -58,10 +62,13 @@ def candidates(cfg: StackConfig) -> dict[str, dict]:
     return out
 
 
-def fit_candidate(name: str, spec: dict, frame: pl.DataFrame, names: list[str], group_names: dict[str, list[str]],
-                  postdate: np.ndarray, cfg: StackConfig) -> dict:
-    """OOF predictions on train rows and refit predictions on every row, with fit seconds."""
-    cols = [n for g in spec["groups"] for n in group_names[g]]
+def fit_candidate(name: str, spec: dict, root: str, cfg: StackConfig) -> dict:
+    """OOF predictions on train rows, refit predictions on every row, fit seconds, and peak RSS.
+
+    Meant to run in a fresh process (``run_isolated``): it loads only this candidate's groups, so
+    ``peak_gib`` (the process maximum) is the learner's own, its data included.
+    """
+    frame, cols, _, postdate = load_inputs(Paths(root=Path(root)), tuple(spec["groups"]))
     X = frame.select(cols).to_numpy().astype(np.float32)
     y, split = frame["label"].to_numpy(), frame["split"].to_numpy()
     tr, va = split == "train", split == "val"
@@ -73,11 +80,18 @@ def fit_candidate(name: str, spec: dict, frame: pl.DataFrame, names: list[str], 
     ens.fit(X[tr], y[tr], postdate[tr], X[va], y[va])
     seconds = time.perf_counter() - t0
     return {"oof": ens.oof_[:, 0], "pred": ens.predict_base(X)[name], "seconds": seconds, "n_features": len(cols),
-            "best_iteration": getattr(ens.base_models_[name], "best_iteration_", None)}
+            "best_iteration": getattr(ens.base_models_[name], "best_iteration_", None),
+            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def run_isolated(name: str, spec: dict, root: Path, cfg: StackConfig) -> dict:
+    """``fit_candidate`` in a fresh spawned process (its own peak memory, nothing shared)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fit_candidate, name, spec, str(root), cfg).result()
 
 
 def spec_key(name: str, spec: dict, cfg: StackConfig) -> str:
-    text = json.dumps([name, spec, cfg.n_folds, cfg.scheme, cfg.gap_days, cfg.es_fraction, cfg.seed], sort_keys=True)
+    text = json.dumps(["v2", name, spec, cfg.n_folds, cfg.scheme, cfg.gap_days, cfg.es_fraction, cfg.seed], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -114,11 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(wanted) - set(specs))
     if unknown:
         raise SystemExit(f"unknown candidate(s) {unknown}; known: {sorted(specs)}")
-    groups: list[str] = []
-    for n in wanted:
-        groups += [g for g in specs[n]["groups"] if g not in groups]
     paths = Paths(root=args.root)
-    frame, names, group_names, postdate = load_inputs(paths, tuple(groups))
+    frame = load_inputs(paths, tuple(specs[wanted[0]]["groups"][:1]))[0]  # pid order, split, label (as every fit)
     y, split = frame["label"].to_numpy(), frame["split"].to_numpy()
     tr = split == "train"
     fits: dict[str, dict] = {}
@@ -128,11 +139,12 @@ def main(argv: list[str] | None = None) -> None:
         if f.is_file():
             d = np.load(f)
             fits[n] = {"oof": d["oof"], "pred": d["pred"], "seconds": float(d["seconds"]),
+                       "peak_gib": float(d["peak_gib"]),
                        "n_features": int(d["n_features"]), "best_iteration": d["best_iteration"].item()}
             log.info("%s: cached (%s)", n, f)
             continue
         log.info("%s: fitting (%s on %d groups)", n, specs[n]["learner"], len(specs[n]["groups"]))
-        fits[n] = fit_candidate(n, specs[n], frame, names, group_names, postdate, cfg)
+        fits[n] = run_isolated(n, specs[n], args.root, cfg)
         np.savez(f, **{k: np.asarray(v if v is not None else -1) for k, v in fits[n].items()})
         log.info("%s: %.0f s", n, fits[n]["seconds"])
     o_src = {}
@@ -144,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
             o_src[s] = regression_metrics(part["label"].to_numpy(), part["expected_label"].to_numpy())["src"]
     rows = []
     for n in wanted:
-        r = {"model": n, "features": fits[n]["n_features"], "fit s": round(fits[n]["seconds"], 1)}
+        r = {"model": n, "features": fits[n]["n_features"], "fit s": round(fits[n]["seconds"], 1),
+             "peak GiB": round(fits[n]["peak_gib"], 2)}
         ok = np.isfinite(fits[n]["oof"])
         r["oof src"] = regression_metrics(y[tr][ok], fits[n]["oof"][ok])["src"]
         for s in ("val", "test"):
@@ -158,17 +171,19 @@ def main(argv: list[str] | None = None) -> None:
             continue
         pred, weights = combination(fits, members, y, tr)
         r = {"model": "stack: " + " + ".join(f"{m} {w:.2f}" for m, w in weights.items()), "features": "",
-             "fit s": round(sum(fits[m]["seconds"] for m in members), 1), "oof src": None}
+             "fit s": round(sum(fits[m]["seconds"] for m in members), 1), "oof src": None,
+             "peak GiB": round(max(fits[m]["peak_gib"] for m in members), 2)}
         for s in ("val", "test"):
             m = split == s
             r |= {f"{s} {k}": v for k, v in score(y[m], pred[m], o_src.get(s)).items() if k != "n"}
         rows.append(r)
     table = pl.DataFrame(rows)
-    cols = ["model", "features", "fit s", "oof src", "val src", "val mae", "val mse", "test src", "test mae",
+    cols = ["model", "features", "fit s", "peak GiB", "oof src", "val src", "val mae", "val mse", "test src", "test mae",
             "test mse", "test oracle_ratio"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in table.iter_rows(named=True):
-        lines.append("| " + " | ".join("" if r[c] is None else f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
+        lines.append("| " + " | ".join("" if r[c] is None else str(r[c]) if c in ("fit s", "peak GiB")
+                                       else f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c])
                                        for c in cols) + " |")
     text = ("# Stack learners: each candidate once, combinations by NNLS on OOF\n\n"
             f"`python -m benchmarks.bench_stack_learners --candidates {args.candidates}` "

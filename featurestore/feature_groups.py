@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from featurestore.catalog import load_sql, open_tables
 from featurestore.config import config_from_dict
@@ -46,6 +47,7 @@ class FeatureGroup:
     config: type = NoConfig
     params_section: str | None = None
     per_post: bool = False  # each row depends on its own post only (new posts need no recomputation of others)
+    subset: bool = False    # build(paths, config, only=pids) computes just those rows (same values as a full build)
 
     def make_config(self, params: dict) -> object:
         section = self.params_section
@@ -71,11 +73,20 @@ def run_sql_group(root: Path, sql_name: str, config: object) -> pa.Table:
         con.close()
 
 
-def build_group(name: str, paths, params: dict) -> pa.Table:
-    """Build one group's table from the ingested tables and split of a run (``pipelines.paths.Paths``)."""
+def build_group(name: str, paths, params: dict, only=None) -> pa.Table:
+    """Build one group's table from the ingested tables and split of a run (``pipelines.paths.Paths``).
+
+    ``only``: pids whose rows are wanted (``smpp predict``); groups marked ``subset`` compute just
+    those, the others are built whole and filtered. Either way the rows equal a full build's.
+    """
     group = get_group(name)
     cfg = group.make_config(params)
-    table = run_sql_group(paths.root, group.sql, cfg) if group.sql else group.build(paths, cfg)
+    if only is not None and group.subset:
+        table = group.build(paths, cfg, only=only)
+    else:
+        table = run_sql_group(paths.root, group.sql, cfg) if group.sql else group.build(paths, cfg)
+        if only is not None:
+            table = table.filter(pc.is_in(table["pid"], value_set=pa.array(only, pa.int64())))
     if table.column_names[:2] != ["pid", "postdate"]:
         raise ValueError(f"feature group {name}: first columns must be pid, postdate; got {table.column_names[:2]}")
     return table
@@ -110,7 +121,7 @@ register_group(FeatureGroup(name="ids", table="features_ids", sql="features_ids"
 register_group(FeatureGroup(name="temporal", table="features_temporal", sql="features_temporal",
                             description="local posting time, gaps to first photo and previous post, geotag"))
 register_group(FeatureGroup(name="text", table="features_text", build=text_features, config=TextConfig,
-                            params_section="features_text",
+                            params_section="features_text", subset=True,
                             description="title/tag counts and flags; TF-IDF + SVD of title and tags fitted on train"))
 register_group(FeatureGroup(name="image_stats", table="features_image_stats", build=image_stats_features,
                             config=ImageStatsConfig, params_section="features_image_stats", per_post=True,

@@ -81,12 +81,19 @@ def fit_text_model(docs_train: list[str], cfg: TextConfig) -> tuple[TfidfVectori
     return tfidf, svd
 
 
-def text_features(paths, cfg: TextConfig) -> pa.Table:
-    """pid, postdate, statistics and ``text_svd_<i>`` for every post (sorted by pid)."""
+def text_features(paths, cfg: TextConfig, only=None) -> pa.Table:
+    """pid, postdate, statistics and ``text_svd_<i>`` for every post (sorted by pid).
+
+    ``only``: pids to compute rows for (``smpp predict``); the model is still fitted on every
+    train post, so those rows equal a full build's.
+    """
     df = _read(paths.root)
     docs = _documents(df)
     train = (df["split"] == "train").to_numpy()
     tfidf, svd = fit_text_model([d for d, t in zip(docs, train) if t], cfg)
+    if only is not None:
+        keep = np.isin(df["pid"].to_numpy(), np.asarray(only, np.int64))
+        df, docs = df.filter(pl.Series(keep)), [d for d, k in zip(docs, keep) if k]
     Z = svd.transform(tfidf.transform(docs)).astype(np.float64)  # (N, k)
     svd_cols = {f"text_svd_{i}": Z[:, i] for i in range(cfg.svd_components) if i < Z.shape[1]}
     out = pl.concat([df.select("pid", "postdate"), text_statistics(df), pl.DataFrame(svd_cols)], how="horizontal")

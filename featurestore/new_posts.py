@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -24,13 +25,42 @@ from featurestore.feature_groups import build_group, get_group
 from featurestore.ingest import TABLES, RECORD_KEYS, _image_exists, split_tables
 from featurestore.registry import get_table
 from featurestore.smpd_crawled import empty_crawled_table
-from featurestore.smpd_layout import SplitFiles
+from featurestore.smpd_layout import SplitFiles, locate_split
 from featurestore.smpd_users import USER_FIELDS
 from featurestore.smpd_values import Problems
 
 FILES = {"category": "test_category.json", "text": "test_text.json", "temporal": "test_temporalspatial_information.json",
          "additional": "test_additional_information.json", "user": "test_user_data.json",
          "image_list": "test_img_filepath.txt"}
+
+
+def stored_records(smpd_dir: Path, pids: list[int], split: str = "train") -> list[dict]:
+    """The SMPD fields of stored posts, read back from ``split``'s files (the input ``smpp predict``
+    takes: per-post JSON fields, the user-profile columns, ``image``); in ``pids`` order.
+
+    The user file may be column-oriented (``{field: {row: value}}``, 2022+) or a list of rows.
+    """
+    files = locate_split(Path(smpd_dir), split)
+    if files is None:
+        raise FileNotFoundError(f"{smpd_dir}: no {split} files")
+    load = lambda kind: orjson.loads(files[kind].read_bytes())  # noqa: E731
+    category = load("category")
+    row_of = {int(r["Pid"]): i for i, r in enumerate(category)}
+    missing = [p for p in pids if p not in row_of]
+    if missing:
+        raise KeyError(f"{files['category']}: no post with Pid {missing[:5]}")
+    parts = [category] + [load(k) for k in ("text", "temporal", "additional")]
+    users = load("user")
+    images = files["image_list"].read_text().splitlines()
+    out = []
+    for pid in pids:
+        i = row_of[pid]
+        rec: dict = {}
+        for part in parts:
+            rec |= part[i]
+        rec |= {c: v[str(i)] for c, v in users.items()} if isinstance(users, dict) else users[i]
+        out.append(rec | {"image": images[i].strip()})
+    return out
 
 
 def write_as_split(records: list[dict], folder: Path, next_pid: int) -> SplitFiles:
@@ -117,7 +147,7 @@ def new_post_features(paths, records: list[dict], groups: tuple[str, ...], param
                     table = _sequence_rows(paths, Paths(root=full, smpd=paths.smpd_dir), new_pids, params, rows_of)
                 else:
                     table = build_group(name, Paths(root=alone if group.per_post else full, smpd=paths.smpd_dir),
-                                        params)
+                                        params, only=None if group.per_post else new_pids.to_numpy())
                 built[name] = table.filter(pc.is_in(table["pid"], value_set=new_pids))
             return built[name]
 

@@ -72,6 +72,11 @@ register_table(TableSpec(name="embed_engineered", path="data/embeddings/engineer
 register_table(TableSpec(name="embed_minilm", path="data/embeddings/minilm.parquet", stage="embed_minilm",
                          kind="embedding", timestamp="postdate",
                          description="all-MiniLM-L6-v2 embedding (384, L2-normalised) of the post's title and tags"))
+for _tower in ("image", "text"):
+    register_table(TableSpec(name=f"embed_clip_{_tower}", path=f"data/embeddings/clip/{_tower}.parquet",
+                             stage="embed_clip", kind="embedding", timestamp="postdate",
+                             description=f"open_clip ViT-B-32 {_tower} embedding (512, L2-normalised; needs "
+                                         "embed_clip.weights)"))
 register_table(TableSpec(name="features_finetuned_wrcr", path="data/features/finetuned_wrcr.parquet",
                          stage="finetune_wrcr", kind="feature_group", timestamp="postdate",
                          description="64-d penultimate layer ft_* of the WRCR head on frozen MiniLM + image stats "

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 # After `simulate` (DVC only: `smpp run` reads a given SMPD directory).
 STAGES = ("ingest", "split", "features_baseline", "features_user", "features_crawled", "features_ids",
           "features_temporal", "features_text", "features_image_stats", "embed_engineered", "features_history",
-          "features_sequence", "train_lgbm", "embed_minilm", "finetune_wrcr", "train_stack", "evaluate", "catalog")
+          "features_sequence", "train_lgbm", "embed_minilm", "embed_clip", "finetune_wrcr", "train_stack", "evaluate",
+          "catalog")
 
 # What `smpp run --mode submit` changes: every labelled post trains (the last 10% by date
 # early-stop and report), then the model is refitted on all of them to predict the test posts.

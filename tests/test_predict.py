@@ -1,14 +1,13 @@
 """`smpp predict`: a stored test post reproduces the pipeline's prediction; new posts get an interval."""
 
 import json
-from pathlib import Path
 
-import orjson
 import polars as pl
 import pytest
 
 from test_encoders import tiny_sentence_transformer
 
+from featurestore.new_posts import stored_records
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import cli
 from pipelines.paths import Paths
@@ -42,25 +41,11 @@ def run(tmp_path_factory):
     return Paths(root=root / "w", smpd=smpd), fast
 
 
-def _record(smpd: Path, pid: int) -> dict:
-    """The SMPD fields of one post, read back from the simulated files."""
-    d = smpd / "train_allmetadata_json"
-    rec: dict = {}
-    rows = orjson.loads((d / "train_category.json").read_bytes())
-    i = next(k for k, r in enumerate(rows) if int(r["Pid"]) == pid)
-    for name in ("category", "text", "temporalspatial_information", "additional_information"):
-        rec |= orjson.loads((d / f"train_{name}.json").read_bytes())[i]
-    user = orjson.loads((d / "train_user_data.json").read_bytes())
-    rec |= {col: vals[str(i)] for col, vals in user.items()}
-    rec["image"] = (d / "train_img_filepath.txt").read_text().splitlines()[i]
-    return rec
-
-
 def test_stored_test_post_reproduces_the_pipeline(run):
     paths, params = run
     preds = pl.read_parquet(paths.table("predictions_stack"))
     test = preds.filter(pl.col("split") == "test").sort("pid")[:3]
-    got = predict_posts(paths, [_record(paths.smpd_dir, int(p)) for p in test["pid"]], params)
+    got = predict_posts(paths, stored_records(paths.smpd_dir, [int(p) for p in test["pid"]]), params)
     assert got["pid"].to_list() == test["pid"].to_list()
     for col in ("pred", "interval_lo", "interval_hi"):
         assert got[col].to_list() == pytest.approx(test[col].to_list(), abs=1e-9), col
