@@ -29,7 +29,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
@@ -59,8 +59,16 @@ def torch_session(seed: int, threads: int | None):
             torch.set_num_threads(old)
 
 
-class PPCLRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
-    """Post + user encoders and a popularity predictor, trained with MSE + CRD / UISD / UID SupCon."""
+class PPCLRegressor(AllowNaNMixin, TransformerMixin, RegressorMixin, BaseEstimator):
+    """Post + user encoders and a popularity predictor, trained with MSE + CRD / UISD / UID SupCon.
+
+    Also a transformer: ``transform`` gives the predictor's penultimate features (float32).
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = []  # transform returns float32 whatever the input dtype
+        return tags
 
     def __init__(self, *, text_columns=None, image_columns=(), user_numeric_columns=(), user_categorical_columns=(),
                  category_columns=None, user_id_column=None, influence_columns=None, embed_user_id: bool = True,
