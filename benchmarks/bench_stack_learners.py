@@ -38,8 +38,8 @@ from models.metrics import regression_metrics
 from models.stacking import NonNegativeLinearStack, StackedEnsemble
 from models.train_gbdt import CATEGORICAL_SUFFIX
 from models.train_stack import StackConfig
+from pipelines.model_inputs import load_inputs
 from pipelines.paths import Paths
-from pipelines.train_stack import load_inputs
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,13 @@ from typing import Callable
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from featurestore.catalog import load_sql, open_tables
 from featurestore.config import config_from_dict
+from featurestore.embeddings import embedding_columns, embedding_prefix
 from featurestore.named_registry import Registry
+from featurestore.registry import get_table
 from featurestore.features_sequence import SequenceConfig, sequence_features
 from featurestore.features_text import TextConfig, text_features
 from featurestore.image_stats import ImageStatsConfig, image_stats_features
@@ -96,11 +99,6 @@ def read_model_inputs(paths, name: str) -> pa.Table:
     """The stored table ``name`` as model inputs: a feature group as is; an embedding table
     (``kind == "embedding"``, e.g. ``embed_minilm``) with one float32 column per dimension,
     named ``emb_<encoder>_<j>``."""
-    import pyarrow.parquet as pq
-
-    from featurestore.embeddings import embedding_columns, embedding_prefix
-    from featurestore.registry import get_table
-
     table = pq.read_table(paths.table(name))
     return embedding_columns(table, embedding_prefix(name)) if get_table(name).kind == "embedding" else table
 

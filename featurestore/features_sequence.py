@@ -170,15 +170,16 @@ def sequence_tables(paths, cfg: SequenceConfig, only: np.ndarray | None = None) 
     ids, sims = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method=cfg.index, tiebreak=pids,
                                      config=cfg.index_config(), train_mask=(frame["split"] == "train").to_numpy(),
                                      rows=rows)
-    inputs = (ids, sims, postdate, frame["uid_code"].to_numpy(),
-              frame["y_visible"].fill_null(np.nan).to_numpy().astype(np.float64))
-    feats = neighbour_features(*inputs) | neighbour_columns(*inputs, cfg.l)
+    uid_code = frame["uid_code"].to_numpy()
+    y_visible = frame["y_visible"].fill_null(np.nan).to_numpy().astype(np.float64)
+    feats = (neighbour_features(ids, sims, postdate, uid_code, y_visible)
+             | neighbour_columns(ids, sims, postdate, uid_code, y_visible, cfg.l))
     if cfg.labelled:
         if cfg.index != "exact":
             raise ValueError("features_sequence.labelled needs index: exact (set labelled: false for approximate indexes)")
         lab_ids, lab_sims = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method="exact", tiebreak=pids,
-                                                 rows=rows, candidates=np.isfinite(inputs[4]))
-        lab = neighbour_features(lab_ids, lab_sims, *inputs[2:])
+                                                 rows=rows, candidates=np.isfinite(y_visible))
+        lab = neighbour_features(lab_ids, lab_sims, postdate, uid_code, y_visible)
         feats |= {"seq_lab_" + n.removeprefix("seq_"): v for n, v in lab.items() if n != "seq_label_count"}
     key = {"pid": pa.array(pids, pa.int64()), "postdate": pa.array(postdate, pa.int64())}
     features = pa.table({**key, **{n: pa.array(v, pa.float64(), from_pandas=True) for n, v in feats.items()}})

@@ -147,8 +147,8 @@ def new_post_features(paths, records: list[dict], groups: tuple[str, ...], param
                     table = _sequence_rows(paths, Paths(root=full, smpd=paths.smpd_dir), new_pids, params, rows_of)
                 else:
                     table = build_group(name, Paths(root=alone if group.per_post else full, smpd=paths.smpd_dir),
-                                        params, only=None if group.per_post else new_pids.to_numpy())
-                built[name] = table.filter(pc.is_in(table["pid"], value_set=new_pids))
+                                        params, only=new_pids.to_numpy())
+                built[name] = table  # the new posts' rows only (``only``)
             return built[name]
 
         out = pa.table({"pid": new_pids})

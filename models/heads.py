@@ -28,6 +28,7 @@ from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
 
 
 CHUNK_ROWS = 32768  # rows standardised at a time: float64 work space stays ~CHUNK_ROWS x d
+CHUNK_COLS = 64     # columns whose statistics are computed at a time (float64 work space n x CHUNK_COLS)
 
 
 def fit_standardiser(X: np.ndarray) -> dict[str, np.ndarray]:
@@ -37,24 +38,25 @@ def fit_standardiser(X: np.ndarray) -> dict[str, np.ndarray]:
     """
     X = np.asarray(X)
     n, d = X.shape
-    median, missing_cols, means, stds, flag_means, flag_stds = np.zeros(d), [], np.zeros(d), np.ones(d), [], []
-    for a in range(0, d, 64):
-        block = np.asarray(X[:, a:a + 64], dtype=np.float64)
-        block = np.where(np.isfinite(block), block, np.nan)
-        missing = np.isnan(block)
+    median, means, stds = np.zeros(d), np.zeros(d), np.ones(d)
+    missing_cols, flag_means, flag_stds = [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]
+    for a in range(0, d, CHUNK_COLS):
+        cols = slice(a, a + CHUNK_COLS)
+        block = np.asarray(X[:, cols], dtype=np.float64)
+        missing = ~np.isfinite(block)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            med = np.nan_to_num(np.nanmedian(block, axis=0), nan=0.0) if n else np.zeros(block.shape[1])
+            med = np.nan_to_num(np.nanmedian(np.where(missing, np.nan, block), axis=0), nan=0.0) if n \
+                else np.zeros(block.shape[1])
         filled = np.where(missing, med, block)
-        median[a:a + 64], means[a:a + 64], stds[a:a + 64] = med, filled.mean(axis=0), filled.std(axis=0)
-        for j in np.flatnonzero(missing.any(axis=0)):
-            missing_cols.append(a + j)
-            flag_means.append(missing[:, j].mean())
-            flag_stds.append(missing[:, j].std())
-    std = np.concatenate([stds, np.asarray(flag_stds, dtype=np.float64)])
-    return {"median": median, "missing_cols": np.asarray(missing_cols, dtype=np.int64),
-            "mean": np.concatenate([means, np.asarray(flag_means, dtype=np.float64)]),
-            "std": np.where(std > 0, std, 1.0)}
+        median[cols], means[cols], stds[cols] = med, filled.mean(axis=0), filled.std(axis=0)
+        flagged = missing.any(axis=0)
+        missing_cols.append(a + np.flatnonzero(flagged))
+        flag_means.append(missing[:, flagged].mean(axis=0))
+        flag_stds.append(missing[:, flagged].std(axis=0))
+    std = np.concatenate([stds, *flag_stds])
+    return {"median": median, "missing_cols": np.concatenate(missing_cols),
+            "mean": np.concatenate([means, *flag_means]), "std": np.where(std > 0, std, 1.0)}
 
 
 CLIP_Z = 5.0  # standardised values are clipped to [-5, 5]

@@ -24,7 +24,7 @@ from pipelines.stage import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ("embed_clip",)
-TABLES = {"embed_clip_image": "clip-vit-b-32", "embed_clip_text": "clip-vit-b-32-text"}  # table -> encoder
+TOWERS = {"image": ("embed_clip_image", "clip-vit-b-32"), "text": ("embed_clip_text", "clip-vit-b-32-text")}
 OUT_DIR = "data/embeddings/clip"
 
 
@@ -43,8 +43,7 @@ def run(paths: Paths, params: dict) -> dict:
         return summary
     (out_dir / "SKIPPED.txt").unlink(missing_ok=True)
     summary: dict = {"skipped": False}
-    for table, encoder in TABLES.items():
-        tower = "image" if table.endswith("image") else "text"
+    for tower, (table, encoder) in TOWERS.items():
         step = cfg if tower == "image" else replace(cfg, num_workers=0)  # texts need no decode workers
         emb, info = embed_posts(paths, encoder, step, shard_dir=out_dir / tower)
         pq.write_table(emb, paths.table(table), compression="zstd")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 
-import polars as pl
 
 from featurestore.config import config_from_dict
-from featurestore.feature_groups import read_model_inputs
-from models.train_gbdt import TrainConfig, assemble, fit_predict
+from models.train_gbdt import TrainConfig, fit_predict
+from pipelines.model_inputs import load_inputs
 from pipelines.paths import Paths
 from pipelines.stage import stage_main, write_json
 
@@ -18,8 +17,7 @@ PARAMS = ("train_lgbm",)
 
 def run(paths: Paths, params: dict) -> dict:
     cfg = config_from_dict(TrainConfig, "train_lgbm", params.get("train_lgbm"))
-    features = [pl.from_arrow(read_model_inputs(paths, g)) for g in cfg.feature_groups]
-    frame, names = assemble(features, pl.read_parquet(paths.table("split")), pl.read_parquet(paths.table("labels")))
+    frame, names, _, _ = load_inputs(paths, cfg.feature_groups)
     preds, model, info = fit_predict(frame, names, cfg)
     out = paths.table("predictions")
     out.parent.mkdir(parents=True, exist_ok=True)
