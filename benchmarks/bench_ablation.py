@@ -19,7 +19,7 @@ from featurestore.config import config_from_dict, load_params
 from featurestore.feature_groups import list_groups
 from models.evaluation import oracle_metrics, split_metrics
 from models.train_gbdt import TrainConfig, assemble, fit_predict
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 
 def ablation_sets(available: list[str]) -> list[tuple[str, tuple[str, ...]]]:

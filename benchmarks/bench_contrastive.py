@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-extraction", action="store_true")
     args = ap.parse_args(argv)
     from models.finetune import FinetuneConfig, finetune_inputs
-    from pipelines.paths import Paths
+    from featurestore.paths import Paths
 
     t_start = time.perf_counter()
     paths, params = Paths(root=args.root), load_params(args.params)

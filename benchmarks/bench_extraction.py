@@ -42,7 +42,7 @@ from models.encoders import create_encoder, encoder_config
 from models.encoders.clip import ClipImageEncoder, clip_model_cfg
 from models.encoders.registry import Encoder, EncoderConfig
 from models.extraction import EmbedConfig, extract, merge_shards
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 WORDS = ("sunset beach dog cat city night portrait food flower mountain snow car street river bird bridge "
          "tree sky cloud rain macro nikon canon travel summer winter autumn spring wedding party music "

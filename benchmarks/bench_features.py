@@ -15,7 +15,7 @@ from pathlib import Path
 
 from featurestore.feature_groups import build_group
 from pipelines import ingest, split
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 
 def main(argv: list[str] | None = None) -> None:

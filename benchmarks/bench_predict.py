@@ -24,7 +24,7 @@ import polars as pl
 
 from featurestore.config import load_params
 from featurestore.new_posts import stored_records
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 from pipelines.predict import predict_posts
 
 

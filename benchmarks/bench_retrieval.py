@@ -3,7 +3,7 @@
 Data: ``--n`` random L2-normalised float32 vectors of ``--dim`` (``--data clustered``: a mixture
 of Gaussian clusters, closer to real embeddings), post dates uniform over ``--months`` months.
 
-Part 1, k nearest strictly-earlier posts for every post (``models.retrieval.time_safe_neighbours``):
+Part 1, k nearest strictly-earlier posts for every post (``featurestore.retrieval.time_safe_neighbours``):
   exact   numpy/BLAS blocked GEMM, exact  -- timed on ``--exact-sample`` posts, extrapolated x (N/n)^2
   flat    faiss IndexFlatIP filled in time order, exact -- same subsample, extrapolated
   ivfflat / ivfpq / hnsw  faiss indexes filled in time order, approximate -- all N posts;
@@ -29,7 +29,7 @@ import faiss
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from models.retrieval import IndexConfig, build_index, load_index, save_index, search_before, time_safe_neighbours
+from featurestore.retrieval import IndexConfig, build_index, load_index, save_index, search_before, time_safe_neighbours
 
 MONTH_S = 30.44 * 86_400
 

@@ -39,7 +39,7 @@ from models.stacking import NonNegativeLinearStack, StackedEnsemble
 from models.train_gbdt import CATEGORICAL_SUFFIX
 from models.train_stack import StackConfig
 from pipelines.model_inputs import load_inputs
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 log = logging.getLogger(__name__)
 

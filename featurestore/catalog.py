@@ -16,7 +16,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from featurestore.registry import TableSpec, list_tables
+from featurestore.atomic import atomic_write
+from featurestore.sql_guard import lock_down
+from featurestore.table_specs import TableSpec, list_tables
 
 CATALOG_PATH = "data/catalog.duckdb"
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
@@ -75,9 +77,16 @@ def build_catalog(root: Path) -> Path:
     """(Re)build ``data/catalog.duckdb`` under ``root``: views + the ``feature_registry`` table."""
     root = Path(root)
     path = root / CATALOG_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    con = duckdb.connect(str(path))
+    with atomic_write(path) as tmp:  # readers never open a half-built catalog
+        try:
+            _fill_catalog(tmp, root)
+        finally:
+            tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+    return path
+
+
+def _fill_catalog(db: Path, root: Path) -> None:
+    con = duckdb.connect(str(db))
     try:
         con.execute(f"SET file_search_path = {_literal(str(root.resolve()))}")  # resolve the relative views now
         specs = create_views(con, root, relative=True)
@@ -90,14 +99,18 @@ def build_catalog(root: Path) -> Path:
                 "hash": file_md5(root / s.path), "stage": s.stage, "path": s.path, "description": s.description})
     finally:
         con.close()
-    return path
 
 
 def open_catalog(root: Path = Path("."), read_only: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open the catalog of a work root (read-only by default), resolving view paths against it."""
+    """Open the catalog of a work root (read-only by default), resolving view paths against it.
+
+    Read-only also means locked down (``sql_guard.lock_down``): files outside ``<root>/data`` cannot
+    be read, extensions cannot be loaded and settings cannot be changed. Run untrusted SQL through
+    ``sql_guard.query_read_only``, which also refuses every statement but a query.
+    """
     path = Path(root) / CATALOG_PATH
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist: run `dvc repro` or `smpp run` first")
     con = duckdb.connect(str(path), read_only=read_only)
     create_views(con, root, temp=True)
-    return con
+    return lock_down(con, root) if read_only else con

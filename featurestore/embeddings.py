@@ -23,6 +23,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from featurestore.standardise import Standardiser
+
 EMBEDDING_COLUMN = "embedding"
 
 
@@ -86,6 +88,17 @@ def read_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return embedding_arrays(pq.read_table(path, columns=["pid", "postdate", EMBEDDING_COLUMN]))
 
 
+def align_rows(pid: np.ndarray, src_pid: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rows of (m, d) ``values`` keyed by ``src_pid`` (unique), in the order of ``pid``; NaN rows where absent."""
+    order = np.argsort(src_pid, kind="stable")
+    pos = np.clip(np.searchsorted(src_pid[order], pid), 0, max(len(src_pid) - 1, 0))
+    out = np.full((len(pid), values.shape[1]), np.nan)
+    if len(src_pid):
+        hit = src_pid[order][pos] == pid
+        out[hit] = values[order][pos[hit]]
+    return out
+
+
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Rows of (N, D) scaled to unit length; all-zero rows stay zero."""
     norm = np.linalg.norm(x, axis=1, keepdims=True)
@@ -93,27 +106,6 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- the engineered embedding
-
-class Standardiser:
-    """Column z-scores with means and SDs learned in ``fit`` (the train rows); NaN -> 0 after scaling."""
-
-    def __init__(self, clip: float = 5.0):
-        self.clip = clip
-
-    def fit(self, x: np.ndarray) -> "Standardiser":
-        """x: (N_train, D) float64, NaN for missing."""
-        with np.errstate(all="ignore"):
-            mean = np.nanmean(x, axis=0) if len(x) else np.zeros(x.shape[1])
-            sd = np.nanstd(x, axis=0) if len(x) else np.ones(x.shape[1])
-        self.mean_ = np.nan_to_num(mean, nan=0.0)  # (D,)
-        self.sd_ = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)  # (D,)
-        return self
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """(N, D) -> (N, D) clipped z-scores, 0 where x is NaN."""
-        z = np.clip((x - self.mean_) / self.sd_, -self.clip, self.clip)
-        return np.nan_to_num(z, nan=0.0)
-
 
 def _numeric_block(frame: pl.DataFrame, prefix: str, train: np.ndarray, clip: float) -> np.ndarray:
     cols = [c for c in frame.columns if c.startswith(prefix)]
@@ -165,7 +157,7 @@ def engineered_matrix(frame: pl.DataFrame, train: np.ndarray, cfg: EngineeredEmb
 
 
 def engineered_embeddings(paths, cfg: EngineeredEmbeddingConfig) -> pa.Table:
-    """The ``embed_engineered`` table for every post of the split (``paths``: ``pipelines.paths.Paths``)."""
+    """The ``embed_engineered`` table for every post of the split (``paths``: ``featurestore.paths.Paths``)."""
     frame = _read_inputs(paths, cfg)
     train = (frame["split"] == "train").to_numpy()
     emb = engineered_matrix(frame, train, cfg)

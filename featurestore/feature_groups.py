@@ -19,7 +19,7 @@ from featurestore.catalog import load_sql, open_tables
 from featurestore.config import config_from_dict
 from featurestore.embeddings import embedding_columns, embedding_prefix
 from featurestore.named_registry import Registry
-from featurestore.registry import get_table
+from featurestore.table_specs import get_table
 from featurestore.features_sequence import SequenceConfig, sequence_features
 from featurestore.features_text import TextConfig, text_features
 from featurestore.image_stats import ImageStatsConfig, image_stats_features
@@ -77,7 +77,7 @@ def run_sql_group(root: Path, sql_name: str, config: object) -> pa.Table:
 
 
 def build_group(name: str, paths, params: dict, only=None) -> pa.Table:
-    """Build one group's table from the ingested tables and split of a run (``pipelines.paths.Paths``).
+    """Build one group's table from the ingested tables and split of a run (``featurestore.paths.Paths``).
 
     ``only``: pids whose rows are wanted (``smpp predict``); groups marked ``subset`` compute just
     those, the others are built whole and filtered. Either way the rows equal a full build's.
@@ -93,6 +93,14 @@ def build_group(name: str, paths, params: dict, only=None) -> pa.Table:
     if table.column_names[:2] != ["pid", "postdate"]:
         raise ValueError(f"feature group {name}: first columns must be pid, postdate; got {table.column_names[:2]}")
     return table
+
+
+def group_of_table(table: str) -> FeatureGroup:
+    """The feature group that writes table ``table`` (e.g. ``features_text`` -> group ``text``)."""
+    for g in list_groups():
+        if g.table == table:
+            return g
+    raise KeyError(f"no feature group writes table {table!r}; groups: {sorted(g.table for g in list_groups())}")
 
 
 def read_model_inputs(paths, name: str) -> pa.Table:

@@ -1,6 +1,6 @@
 """Feature group ``sequence``: what the most similar EARLIER posts achieved.
 
-For every post, ``models.retrieval.time_safe_neighbours`` finds its k most similar posts in an
+For every post, ``featurestore.retrieval.time_safe_neighbours`` finds its k most similar posts in an
 embedding table (default ``embed_engineered``) published strictly earlier. Only labels that
 are visible at prediction time (``split.label_visible``: the train split's) are read: a
 neighbour with an invisible label counts for the similarity statistics, never for the label
@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from featurestore.embeddings import read_embeddings
-from models.retrieval import METHODS, IndexConfig, time_safe_neighbours
+from featurestore.retrieval import METHODS, IndexConfig, time_safe_neighbours
 
 DAY_S = 86_400.0
 
@@ -192,3 +192,41 @@ def sequence_tables(paths, cfg: SequenceConfig, only: np.ndarray | None = None) 
 def sequence_features(paths, cfg: SequenceConfig) -> pa.Table:
     """The ``features_sequence`` table alone (the ``FeatureGroup.build`` of group ``sequence``)."""
     return sequence_tables(paths, cfg)[0]
+
+
+# ---------------------------------------------------------------- the one neighbour source for analysis
+
+def stored_neighbours(paths, pids: list[int], k: int) -> dict[int, list[tuple[int, float]]]:
+    """``{pid: [(neighbour pid, similarity), ...]}``: the top ``k`` earlier neighbours each post's sequence
+    features were computed from, read back from the ``sequence_ids`` table (``k`` <= the stored ``l``).
+
+    A pid that is not in the table gets an empty list.
+    """
+    table = pl.read_parquet(paths.table("sequence_ids"))
+    l = sum(c.startswith("seq_nb_pid_") for c in table.columns)
+    if k > l:
+        raise ValueError(f"{k} neighbours asked for, but the sequence features stored {l} per post "
+                         f"(features_sequence.l); ask for at most {l}")
+    rows = {int(r["pid"]): r for r in table.filter(pl.col("pid").is_in(list(pids))).iter_rows(named=True)}
+    out = {}
+    for pid in pids:
+        r = rows.get(int(pid))
+        out[int(pid)] = [] if r is None else [(int(r[f"seq_nb_pid_{i}"]), float(r[f"seq_nb_sim_{i}"]))
+                                               for i in range(k) if r[f"seq_nb_pid_{i}"] is not None]
+    return out
+
+
+def earlier_neighbours(paths, pids: list[int], k: int, cfg: SequenceConfig = SequenceConfig()
+                       ) -> dict[int, list[tuple[int, float]]]:
+    """``{pid: [(neighbour pid, similarity), ...]}``: the ``k`` most similar posts published strictly
+    earlier, by the same search the sequence features use (``cfg``'s embedding and method); any ``k``.
+    """
+    frame, emb = _inputs(paths, cfg)
+    all_pids = frame["pid"].to_numpy()
+    rows = np.isin(all_pids, np.asarray(pids, np.int64))
+    ids, sims = time_safe_neighbours(emb, frame["postdate"].to_numpy().astype(np.int64), k, cfg.block,
+                                     method=cfg.index, tiebreak=all_pids, config=cfg.index_config(),
+                                     train_mask=(frame["split"] == "train").to_numpy(), rows=rows)
+    found = {int(all_pids[r]): [(int(all_pids[j]), float(s)) for j, s in zip(ids[r], sims[r]) if j >= 0]
+             for r in np.flatnonzero(rows)}
+    return {int(p): found.get(int(p), []) for p in pids}

@@ -93,7 +93,7 @@ def image_stats_table(images: pa.Table, root: Path, cfg: ImageStatsConfig) -> tu
 
 
 def build_image_stats(paths, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
-    """``pid``, ``postdate`` and ``COLUMNS`` for every ingested post of a run (``pipelines.paths.Paths``).
+    """``pid``, ``postdate`` and ``COLUMNS`` for every ingested post of a run (``featurestore.paths.Paths``).
 
     A post without a row in the ``images`` table counts as missing. Returns ``(table, summary)``.
     """

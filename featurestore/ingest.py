@@ -24,12 +24,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from featurestore.atomic import atomic_write
 from featurestore.smpd_crawled import empty_crawled_table, locate_crawled, read_crawled
 from featurestore.smpd_layout import SplitFiles, SMPDFormatError, locate_smpd
 from featurestore.smpd_io import check_rows, check_same, read_json, read_lines, record_columns
 from featurestore.smpd_users import _as_text, load_user_columns, read_user_file
 from featurestore.smpd_values import (
-    Problems, parse_float, parse_int, parse_pid, parse_str, parse_uid,
+    Bounds, Problems, check_dates, check_range, parse_float, parse_int, parse_pid, parse_str, parse_uid,
 )
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,21 @@ class IngestConfig:
     check_images: bool = True
     image_root: str | None = None
     workers: int = 2  # processes reading the JSON files in parallel (1: in this process)
+    # plausible values, inclusive (smpd_values.Bounds): dates as ISO date (UTC) or epoch seconds
+    postdate_min: str | int = Bounds.postdate_min
+    postdate_max: str | int = Bounds.postdate_max
+    user_date_min: str | int = Bounds.user_date_min  # photo_firstdate, photo_firstdatetaken
+    label_min: float = Bounds.label_min
+    label_max: float = Bounds.label_max
 
     def __post_init__(self) -> None:
         if self.on_bad_row not in ("error", "reject"):
             raise ValueError(f"ingest.on_bad_row must be 'error' or 'reject', got {self.on_bad_row!r}")
+        self.bounds()  # a bad bound is an error now, not at the first file
+
+    def bounds(self) -> Bounds:
+        return Bounds(postdate_min=self.postdate_min, postdate_max=self.postdate_max, user_date_min=self.user_date_min,
+                      label_min=self.label_min, label_max=self.label_max)
 
 
 def parse_image_list(lines: list[str], name: str, pid: pa.Array, uid: pa.Array, split: str,
@@ -109,10 +121,12 @@ def _keyed_file(files: SplitFiles, kind: str, raw: dict, ref: dict, problems: Pr
     return path.name, cols
 
 
-def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None) -> dict[str, dict[str, pa.Array]]:
+def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None,
+                bounds: Bounds = Bounds()) -> dict[str, dict[str, pa.Array]]:
     """Parse all files of one split into column dicts keyed by table name (rows not yet filtered).
 
     ``raw``: kind -> columns already loaded by ``load_file`` (loaded here when absent).
+    ``bounds``: plausible post dates, user dates and labels; a value outside is a problem.
     """
     raw = raw if raw is not None else {k: load_file(files[k], k) for k in (*RECORD_KEYS, "user")}
     ref = _category(files, problems, raw)
@@ -126,6 +140,7 @@ def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None) 
                 "latitude": parse_float(s["Latitude"], name, "Latitude", problems),
                 "longitude": parse_float(s["Longitude"], name, "Longitude", problems),
                 "geoaccuracy": parse_int(s["Geoaccuracy"], name, "Geoaccuracy", problems)}
+    check_dates(temporal["postdate"], s["Postdate"], name, "Postdate", problems, bounds.postdate, bounds.postdate)
     has_geo = pc.and_(pc.fill_null(pc.greater(temporal["geoaccuracy"], 0), False), pc.is_valid(temporal["longitude"]))
     temporal["latitude"] = pc.if_else(has_geo, temporal["latitude"], None)
     temporal["longitude"] = pc.if_else(has_geo, temporal["longitude"], None)
@@ -134,7 +149,7 @@ def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None) 
     additional = {"pathalias": parse_str(a["Pathalias"], name, "Pathalias", problems),
                   "ispublic": parse_int(a["Ispublic"], name, "Ispublic", problems),
                   "mediastatus": parse_str(a["Mediastatus"], name, "Mediastatus", problems)}
-    users = read_user_file(files["user"], ref, problems, loaded=raw["user"])
+    users = read_user_file(files["user"], ref, problems, loaded=raw["user"], bounds=bounds)
     check_rows(len(users["uid"]), n, files["user"].name, files["category"].name)
     lines = read_lines(files["image_list"])
     check_rows(len(lines), n, files["image_list"].name, files["category"].name)
@@ -147,6 +162,7 @@ def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None) 
         check_rows(len(labels), n, files["label"].name, files["category"].name)
         first = [ln.strip().split(" ")[0] for ln in labels]  # allow trailing whitespace / extra fields
         out["labels"] = {"label": parse_float(first, files["label"].name, "label", problems, required=True)}
+        check_range(out["labels"]["label"], first, files["label"].name, "label", problems, bounds.label)
     return out
 
 
@@ -193,13 +209,13 @@ def _image_exists(paths: pa.Array, root: Path) -> pa.Array:
     return pa.array([p is not None and os.path.isfile(os.path.join(base, p)) for p in paths.to_pylist()], pa.bool_())
 
 
-def split_tables(files: SplitFiles, problems: Problems, raw: dict | None, seen: set[int]
-                 ) -> tuple[dict[str, pa.Table], np.ndarray]:
+def split_tables(files: SplitFiles, problems: Problems, raw: dict | None, seen: set[int],
+                 bounds: Bounds = Bounds()) -> tuple[dict[str, pa.Table], np.ndarray]:
     """The tables of one split (bad rows dropped under the reject policy) and the kept-row mask.
 
     ``seen``: Pids of earlier splits (a repeat is a duplicate); updated with this split's Pids.
     """
-    cols = parse_split(files, problems, raw)
+    cols = parse_split(files, problems, raw, bounds)
     flag_duplicates(pc.fill_null(cols["posts"]["pid"], -1), files["category"].name, problems, seen)
     n = len(cols["posts"]["pid"])
     keep = _kept_mask(n, problems)
@@ -225,7 +241,7 @@ def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[
     seen: set[int] = set()
     for split, files in located.items():
         problems = Problems(policy=config.on_bad_row)
-        split_parts, keep = split_tables(files, problems, raw[split], seen)
+        split_parts, keep = split_tables(files, problems, raw[split], seen, config.bounds())
         for table, t in split_parts.items():
             parts[table].append(t)
         n, kept = len(keep), int(keep.sum())
@@ -283,6 +299,7 @@ def write_tables(tables: dict[str, pa.Table], out_dir: Path) -> dict[str, Path]:
     written = {}
     for name, table in tables.items():
         path = out_dir / f"{name}.parquet"
-        pq.write_table(table, path, compression="zstd")
+        with atomic_write(path) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
         written[name] = path
     return written

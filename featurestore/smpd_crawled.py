@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from featurestore.smpd_io import decode_text, read_bytes
 from featurestore.smpd_layout import SMPDFormatError, bad_value, candidate_files
 from featurestore.smpd_values import Problems
 
@@ -117,7 +118,6 @@ def parse_crawled_lines(lines: list[str], name: str, problems: Problems) -> tupl
 def read_crawled(path: Path, problems: Problems, root: Path | None = None) -> tuple[pa.Table, dict]:
     """Parse a crawled-statistics file; the report names it relative to ``root`` when given."""
     name = str(path.relative_to(root)) if root is not None else path.name
-    with open(path, encoding="utf-8", newline="") as f:
-        lines = f.read().splitlines()
+    lines = decode_text(read_bytes(path), name).splitlines()
     table, report = parse_crawled_lines(lines, name, problems)
     return table, report

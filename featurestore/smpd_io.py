@@ -13,25 +13,52 @@ from featurestore.smpd_layout import SMPDFormatError, bad_value
 from featurestore.smpd_values import Problems
 
 
-def read_json(path: Path) -> object:
-    """Parse a JSON file; a syntax error names the file and the byte position."""
+def read_bytes(path: Path) -> bytes:
+    """The bytes of an SMPD file; a missing file is an SMPDFormatError naming it."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise SMPDFormatError(f"{path}: file not found") from None
+
+
+def utf8_error(data: bytes, name: str) -> SMPDFormatError | None:
+    """The first byte of ``data`` that is not UTF-8, as an error naming its 1-based line and byte offset."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        return SMPDFormatError(f"{name}: line {line}: invalid UTF-8 byte 0x{data[e.start]:02x} at byte offset {e.start}")
+    return None
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """UTF-8 text of a file's bytes; a bad byte raises naming the file, line and byte offset."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise utf8_error(data, name) from None
+
+
+def read_json(path: Path) -> object:
+    """Parse a JSON file; a syntax error names the file and the byte position, a bad byte its line and offset."""
+    data = read_bytes(path)
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise SMPDFormatError(f"{path.name}: broken JSON: {e}") from None
+        # orjson reports any invalid UTF-8 at "char 0": find the byte ourselves (only on this error path)
+        raise utf8_error(data, path.name) or SMPDFormatError(f"{path.name}: broken JSON: {e}") from None
 
 
 def read_lines(path: Path) -> list[str]:
-    """Lines of a text file without line ends; a single trailing empty line is not a row."""
-    text = path.read_text(encoding="utf-8")
+    """Lines of a text file without line ends; a single trailing empty line is not a row.
+
+    Line ends as in Python's text mode: ``\n``, ``\r\n`` and a lone ``\r``.
+    """
+    text = decode_text(read_bytes(path), path.name).replace("\r\n", "\n").replace("\r", "\n")
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [ln.rstrip("\r") for ln in lines]
+    return lines
 
 
 def record_columns(data: object, name: str, keys: tuple[str, ...]) -> dict[str, pa.Array | list]:

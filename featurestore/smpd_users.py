@@ -18,7 +18,8 @@ from featurestore.smpd_io import check_same, read_json
 from featurestore.smpd_fastpath import as_list, fast_str
 from featurestore.smpd_layout import bad_value
 from featurestore.smpd_values import (
-    TEXT_MISSING_MARKERS, Problems, is_missing_text, parse_datetime_epoch, parse_description, parse_int, parse_pid, parse_tz_column,
+    TEXT_MISSING_MARKERS, Bounds, Problems, check_dates, is_missing_text, parse_datetime_epoch, parse_description, parse_int,
+    parse_pid, parse_tz_column,
 )
 
 USER_FIELDS = ("photo_firstdate", "photo_count", "ispro", "canbuypro", "timezone_offset",
@@ -76,9 +77,15 @@ def as_arrow_safe(values) -> pa.Array:
 
 
 def _as_text(values) -> pa.Array:
-    """A column as strings for comparison (numbers written where a string belongs compare as text)."""
+    """A column as strings for comparison (numbers written where a string belongs compare as text).
+
+    Lists and objects (Arrow list/struct columns, which Arrow cannot cast) become their ``str``.
+    """
     if isinstance(values, pa.Array):
-        return values.cast(pa.string())
+        try:
+            return values.cast(pa.string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            values = values.to_pylist()
     return pa.array([str(u) if u is not None else None for u in values], pa.string())
 
 
@@ -116,8 +123,11 @@ def _to_arrow(values: list):
 
 
 def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems,
-                   loaded: tuple[dict, str] | None = None) -> dict[str, pa.Array]:
-    """Parse a user file of either form into columns aligned with the category file rows."""
+                   loaded: tuple[dict, str] | None = None, bounds: Bounds = Bounds()) -> dict[str, pa.Array]:
+    """Parse a user file of either form into columns aligned with the category file rows.
+
+    photo_firstdate and photo_firstdatetaken must lie in ``bounds.user_date``.
+    """
     name = path.name
     cols, form = loaded if loaded is not None else load_user_columns(path)
     n = len(cols["Uid"])
@@ -142,6 +152,8 @@ def read_user_file(path: Path, ref: dict[str, pa.Array], problems: Problems,
         "location_description": text_l,
         "user_form": pa.array(np.full(n, form)),
     }
+    for fld in ("photo_firstdate", "photo_firstdatetaken"):
+        check_dates(out[fld], cols[fld], name, fld, problems, bounds.user_date, bounds.postdate)
     # Always present (null in the 2022+ text form) so every release has one schema.
     out["user_description_vec"] = vec_u if vec_u is not None else pa.nulls(n, pa.list_(pa.float32()))
     out["location_description_vec"] = vec_l if vec_l is not None else pa.nulls(n, pa.list_(pa.float32()))

@@ -12,8 +12,9 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -24,6 +25,8 @@ from featurestore.smpd_layout import bad_value
 MISSING_MARKERS = frozenset({"None", "", "\n", "null", "NaN", "nan"})
 UID_RE = re.compile(r"^[0-9]+@N[0-9]+\Z")  # ASCII digits; \Z: no trailing newline
 INT64_MAX = 2**63 - 1
+DAY = 86400
+EPOCH_LIMITS = (-62135596800, 253402300799)  # 0001-01-01 .. 9999-12-31: what a bound may be
 TZ_RE = re.compile(r"^(?:UTC|GMT)?\s*([+-])(\d{1,2}):?(\d{2})?$")
 
 
@@ -275,3 +278,116 @@ def parse_description(values: list, file: str, fld: str, problems: Problems,
         texts[i] = v
     vec_arr = pa.array(vecs, type=pa.list_(pa.float32())) if any_vec else None
     return pa.array(texts, type=pa.string()), vec_arr
+
+
+# --------------------------------------------------------------------------------------------
+# plausible ranges (IngestConfig): a parsed value outside them is a problem like a bad value
+# --------------------------------------------------------------------------------------------
+
+def to_epoch(value: object, key: str) -> int:
+    """Epoch seconds (UTC) of a bound: epoch seconds, an ISO date/datetime string, or a YAML date."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        out = value
+    elif isinstance(value, (date, str)):
+        try:
+            dt = datetime.fromisoformat(value.strip()) if isinstance(value, str) else value
+        except ValueError:
+            dt = None
+        if not isinstance(dt, datetime):  # a date (YAML 1990-01-01) is its midnight, UTC
+            dt = None if dt is None else datetime(dt.year, dt.month, dt.day)
+        if dt is None:
+            raise ValueError(f"ingest.{key}: expected an ISO date (YYYY-MM-DD) or epoch seconds, got {value!r}")
+        out = int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp())
+    else:
+        raise ValueError(f"ingest.{key}: expected an ISO date (YYYY-MM-DD) or epoch seconds, got {value!r}")
+    if not EPOCH_LIMITS[0] <= out <= EPOCH_LIMITS[1]:
+        raise ValueError(f"ingest.{key}: {value!r} is outside the years 1..9999")
+    return out
+
+
+def iso(epoch: int) -> str:
+    """``YYYY-MM-DD`` at midnight UTC, else ``YYYY-MM-DDTHH:MM:SSZ`` (for messages)."""
+    dt = datetime.fromtimestamp(epoch, timezone.utc)
+    return dt.strftime("%Y-%m-%d") if epoch % DAY == 0 else dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """Plausible values, both ends inclusive (see README "Value bounds").
+
+    Dates are ISO dates/datetimes (UTC) or epoch seconds. ``user_date_min`` bounds the user's
+    photo_firstdate and photo_firstdatetaken (their upper bound is ``postdate_max``). The parsed
+    ranges ``postdate``/``user_date`` (epoch seconds) and ``label`` are what the checks use.
+    """
+
+    postdate_min: object = field(default="1990-01-01", compare=False)
+    postdate_max: object = field(default="2040-01-01", compare=False)
+    user_date_min: object = field(default="1970-01-01", compare=False)
+    label_min: float = field(default=0.0, compare=False)
+    label_max: float = field(default=30.0, compare=False)
+    postdate: tuple[int, int] = field(init=False)
+    user_date: tuple[int, int] = field(init=False)
+    label: tuple[float, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        hi = to_epoch(self.postdate_max, "postdate_max")
+        for key in ("postdate_min", "user_date_min"):
+            if to_epoch(getattr(self, key), key) >= hi:
+                raise ValueError(f"ingest.{key} must be before postdate_max ({iso(hi)})")
+        labels = []
+        for key in ("label_min", "label_max"):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"ingest.{key}: expected a finite number, got {v!r}")
+            labels.append(float(v))
+        if labels[0] >= labels[1]:
+            raise ValueError(f"ingest.label_min must be below label_max, got {labels[0]} and {labels[1]}")
+        object.__setattr__(self, "postdate", (to_epoch(self.postdate_min, "postdate_min"), hi))
+        object.__setattr__(self, "user_date", (to_epoch(self.user_date_min, "user_date_min"), hi))
+        object.__setattr__(self, "label", tuple(labels))
+
+
+def _outside(arr: pa.Array, lo, hi) -> np.ndarray:
+    """Row indices of non-null values outside [lo, hi]."""
+    bad = pc.fill_null(pc.or_(pc.less(arr, lo), pc.greater(arr, hi)), False)
+    return np.flatnonzero(bad.to_numpy(zero_copy_only=False))
+
+
+def _at(values, i: int) -> object:
+    return values[i].as_py() if isinstance(values, pa.Array) else values[i]
+
+
+def _epoch_number(value: object) -> bool:
+    """True for an epoch written as a number (not a ``YYYY-MM-DD HH:MM:SS`` string)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return True
+    try:
+        float(str(value).strip())
+    except ValueError:
+        return False
+    return True
+
+
+def check_dates(arr: pa.Array, raw, file: str, fld: str, problems: Problems, bounds: tuple[int, int],
+                ms_window: tuple[int, int]) -> None:
+    """Report parsed epoch seconds outside ``bounds``.
+
+    A number above the range whose value / 1000 lies in ``ms_window`` (the post-date range) is
+    named as milliseconds; it is never converted.
+    """
+    lo, hi = bounds
+    span = f"[{iso(lo)}, {iso(hi)}]"
+    for i in _outside(arr, lo, hi):
+        v, r = arr[int(i)].as_py(), _at(raw, int(i))
+        ms = v > hi and ms_window[0] * 1000 <= v <= ms_window[1] * 1000 and _epoch_number(r)
+        reason = f"looks like milliseconds (epoch seconds expected in {span})" if ms else f"out of range {span}"
+        problems.add(file, int(i), fld, f"{fld.lower()} {reason}", r)
+
+
+def check_range(arr: pa.Array, raw, file: str, fld: str, problems: Problems, bounds: tuple[float, float]) -> None:
+    """Report parsed numbers outside ``bounds`` (both ends inclusive)."""
+    lo, hi = bounds
+    for i in _outside(arr, lo, hi):
+        problems.add(file, int(i), fld, f"{fld.lower()} out of range [{lo:g}, {hi:g}]", _at(raw, int(i)))

@@ -28,12 +28,39 @@ class EvaluateConfig:
 MODEL_TABLES = {"lgbm": "predictions", "stack": "predictions_stack"}
 
 
-def split_metrics(preds: pl.DataFrame) -> dict[str, dict]:
-    """SRC/MAE/MSE of ``pred`` against ``label`` for each labelled split."""
+def split_metrics(preds: pl.DataFrame, column: str = "pred", *, splits: tuple[str, ...] = SPLITS,
+                  bias: bool = False) -> dict[str, dict]:
+    """{split: {n, src, mae, mse[, bias]}} of ``column`` against ``label`` over the labelled rows of each split.
+
+    The one metrics function of the project (evaluate, the stack's report, the error report).
+    bias: also the mean of prediction - label (NaN when empty).
+    """
     out = {}
-    for s in SPLITS:
-        part = preds.filter((pl.col("split") == s) & pl.col("label").is_not_null())
-        out[s] = regression_metrics(part["label"].to_numpy(), part["pred"].to_numpy())
+    for s in splits:
+        part = preds.filter((pl.col("split") == s) & pl.col("label").is_not_null() & pl.col(column).is_not_null())
+        y, p = part["label"].to_numpy(), part[column].to_numpy()
+        out[s] = regression_metrics(y, p)
+        if bias:
+            out[s]["bias"] = float(np.mean(p - y)) if len(y) else float("nan")
+    return out
+
+
+def model_metrics(preds: pl.DataFrame, *, splits: tuple[str, ...] = SPLITS, bias: bool = False
+                  ) -> dict[str, dict[str, dict]]:
+    """``split_metrics`` of the stack (``pred``) and of every base learner (``pred_<learner>``), by model name."""
+    return {("stack" if c == "pred" else c.removeprefix("pred_")): split_metrics(preds, c, splits=splits, bias=bias)
+            for c in preds.columns if c == "pred" or c.startswith("pred_")}
+
+
+def headline_metrics(evaluation: dict, splits: tuple[str, ...] = ("val", "test")) -> dict:
+    """The numbers people compare across experiments (DVC's metrics file), from the full evaluation:
+    SRC, MAE and MSE per split of every model (``lgbm``, ``stack``, ``stack_<learner>``) and, on
+    simulated data, the submitted model's SRC as a fraction of the oracle's."""
+    pick = lambda m: {s: {k: m[s][k] for k in ("src", "mae", "mse")} for s in splits if s in m}  # noqa: E731
+    out = {name: pick(evaluation[name]) for name in MODEL_TABLES if name in evaluation}
+    out |= {f"stack_{name}": pick(m) for name, m in evaluation.get("base_learners", {}).items()}
+    if "oracle" in evaluation:
+        out["oracle_ratio"] = {s: evaluation["oracle"][s]["src_ratio"] for s in splits if s in evaluation["oracle"]}
     return out
 
 

@@ -4,7 +4,7 @@
 ``ContrastiveRegressor(loss="l1" | "rnc" | "wrcr")`` (scikit-learn style) trains
 ``models.contrastive.ContrastiveRegressionNet`` on X = modality blocks side by side (``blocks``:
 their widths, e.g. (384, 29) for MiniLM text + image statistics). Every block is imputed and
-standardised with statistics of the training rows (``models.heads.fit_standardiser``); the
+standardised with statistics of the training rows (``featurestore.standardise.fit_standardiser``); the
 target is standardised too. The loss is L1 on the regression output, plus (rnc / wrcr)
 ``contrastive_weight`` times the RNC / WRCR loss of the 64-d embedding against the raw labels
 (label distances in label units). With ``(X_val, y_val)`` the epoch with the lowest val MAE is
@@ -34,10 +34,10 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from featurestore.embeddings import embedding_arrays
+from featurestore.embeddings import align_rows, embedding_arrays
 from models.contrastive import ContrastiveRegressionNet, HeadConfig, ranked_contrastive_loss
-from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
-from models.heads import apply_standardiser, fit_standardiser
+from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
+from featurestore.standardise import apply_standardiser, fit_standardiser
 from models.metrics import regression_metrics
 
 log = logging.getLogger(__name__)
@@ -221,25 +221,15 @@ def embedding_table_name(encoder: str) -> str:
     return "embed_" + encoder.replace("-", "_")
 
 
-def _align(pid: np.ndarray, src_pid: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Rows of ``values`` (keyed by ``src_pid``) in the order of ``pid``; NaN rows where absent."""
-    order = np.argsort(src_pid)
-    pos = np.clip(np.searchsorted(src_pid[order], pid), 0, len(src_pid) - 1)
-    hit = src_pid[order][pos] == pid
-    out = np.full((len(pid), values.shape[1]), np.nan)
-    out[hit] = values[order][pos[hit]]
-    return out
-
-
 def _modality(paths, name: str, pid: np.ndarray) -> np.ndarray:
     from models.encoders import create_encoder, encoder_config
 
     if encoder_config(name).modality == "tabular":
         table = create_encoder(name).read_inputs(paths)
         x = np.asarray(table["x"].combine_chunks().flatten().to_numpy()).reshape(table.num_rows, -1)
-        return _align(pid, table["pid"].to_numpy(), x)
+        return align_rows(pid, table["pid"].to_numpy(), x)
     src_pid, _, emb = embedding_arrays(pq.read_table(paths.table(embedding_table_name(name))))
-    return _align(pid, src_pid, emb)
+    return align_rows(pid, src_pid, emb)
 
 
 def finetune_inputs(paths, cfg: FinetuneConfig) -> tuple[pl.DataFrame, np.ndarray, tuple[int, ...]]:
@@ -252,7 +242,7 @@ def finetune_inputs(paths, cfg: FinetuneConfig) -> tuple[pl.DataFrame, np.ndarra
     for name in cfg.tabular:
         tab = pl.read_parquet(paths.table(name))
         cols = [c for c in tab.columns if c not in ("pid", "postdate") and tab[c].dtype.is_numeric()]
-        blocks.append(_align(pid, tab["pid"].to_numpy(), tab.select(pl.col(cols).cast(pl.Float64)).to_numpy()))
+        blocks.append(align_rows(pid, tab["pid"].to_numpy(), tab.select(pl.col(cols).cast(pl.Float64)).to_numpy()))
     return frame, np.hstack(blocks), tuple(b.shape[1] for b in blocks)
 
 

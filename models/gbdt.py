@@ -11,54 +11,20 @@ Three wrappers share one interface, so the stacking code can treat them alike:
 ``__init__`` stores only its keyword arguments; ``fit`` learns ``booster_`` (the library's
 model object) and ``best_iteration_``. ``X`` is (n, d) numeric with NaN = missing;
 ``categorical_features`` are indices of integer-coded categorical columns (the ``_code``
-columns of ``models.train_gbdt.assemble``). Every model is single-process, seeded and
+columns of the model matrix, ``models.matrix``). Every model is single-process, seeded and
 deterministic for a fixed thread count.
 """
 
 from __future__ import annotations
 
-import catboost as cb
 import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
 
 CAT_MISSING = "-1"  # CatBoost category string for a missing (NaN) code
-
-
-def check_fit_inputs(est: BaseEstimator, X, y, X_val=None, y_val=None, *, ensure_all_finite="allow-nan",
-                     dtype=np.float32, ensure_min_samples: int = 1) -> tuple:
-    """Validate training (and optional validation) data; sets ``n_features_in_``.
-
-    Returns (X (n, d) ``dtype``, y (n,) float64, X_val (m, d) or None, y_val (m,) or None).
-    ``ensure_all_finite`` is scikit-learn's: "allow-nan" (NaN = missing), False (NaN and inf
-    accepted) or True; y must always be finite.
-    """
-    X, y = validate_data(est, X, y, dtype=dtype, ensure_all_finite=ensure_all_finite, y_numeric=True,
-                         ensure_min_samples=ensure_min_samples)
-    if (X_val is None) != (y_val is None):
-        raise ValueError("pass both X_val and y_val, or neither")
-    if X_val is not None:
-        X_val, y_val = validate_data(est, X_val, y_val, dtype=dtype, ensure_all_finite=ensure_all_finite,
-                                     y_numeric=True, reset=False)
-        y_val = np.asarray(y_val, dtype=np.float64)
-    return X, np.asarray(y, dtype=np.float64), X_val, y_val
-
-
-def check_predict_input(est: BaseEstimator, X, *, ensure_all_finite="allow-nan", dtype=np.float32) -> np.ndarray:
-    """Check ``est`` is fitted and X is (n, n_features_in_); returns X as ``dtype``."""
-    check_is_fitted(est)
-    return validate_data(est, X, dtype=dtype, ensure_all_finite=ensure_all_finite, reset=False)
-
-
-class AllowNaNMixin:
-    """Mixin: tells scikit-learn's checks that NaN in X means "missing" and is accepted."""
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = True
-        return tags
 
 
 class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
@@ -141,8 +107,10 @@ class CatBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         self.random_seed = random_seed
         self.categorical_features = categorical_features
 
-    def _pool(self, X: np.ndarray, y: np.ndarray | None = None) -> cb.Pool:
-        """(n, d) float matrix -> Pool of float columns then categorical string columns."""
+    def _pool(self, X: np.ndarray, y: np.ndarray | None = None):
+        """(n, d) float matrix -> catboost.Pool of float columns then categorical string columns."""
+        import catboost as cb  # imported where used: only the catboost learner needs the package
+
         cats = np.asarray(self.categorical_features, dtype=np.int64)
         nums = np.setdiff1d(np.arange(X.shape[1]), cats)
         if cats.size == 0:
@@ -158,6 +126,8 @@ class CatBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         """Fit on (X, y); with (X_val, y_val) early-stop on val RMSE; ``num_boost_round`` fixes the tree count."""
         X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_min_samples=2)
         early = X_val is not None and num_boost_round is None
+        import catboost as cb
+
         self.booster_ = cb.CatBoost({
             "loss_function": "RMSE", "learning_rate": self.learning_rate, "depth": self.depth,
             "l2_leaf_reg": self.l2_leaf_reg, "iterations": num_boost_round or self.n_estimators,

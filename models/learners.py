@@ -11,8 +11,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from models.gbdt import AllowNaNMixin, CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
-from models.heads import MLPRegressorHead
+from models.estimator_checks import AllowNaNMixin
+from models.gbdt import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
+from models.mlp_head import MLPRegressorHead
 from models.ppcl import PPCLRegressor
 from models.sequence_head import SequenceHeadRegressor
 

@@ -12,14 +12,14 @@ similar strictly earlier posts, most similar first); every other column is a tab
 of the target post. With ``sequence_columns=()`` the head is a tabular GRN regressor.
 
 Preprocessing, all statistics from the training X only:
-- tabular columns: ``models.heads.fit_standardiser`` (median imputation, missing flags, mean/std);
+- tabular columns: ``featurestore.standardise.fit_standardiser`` (median imputation, missing flags, mean/std);
 - neighbour fields: standardised per field with the mean/std of its finite training values,
   pooled over the l positions; a neighbour is present when its ``presence_field`` (``sim``) is
   finite; NaN and every field of an absent neighbour become 0, and the 0/1 present flag is
   appended as one more input channel; absent neighbours are masked out of the attention;
 - the target is standardised with the train mean/std and mapped back in ``predict``.
 
-Interface as ``models.gbdt`` / ``models.heads``: ``fit(X, y, X_val=None, y_val=None,
+Interface as ``models.gbdt`` / ``models.mlp_head``: ``fit(X, y, X_val=None, y_val=None,
 num_boost_round=None)`` (early stopping on the explicit val set, or a fixed epoch count),
 ``predict(X)`` -> (n,), ``best_iteration_`` (epochs kept), ``n_features_in_``, ``val_mse_``.
 """
@@ -36,8 +36,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, RegressorMixin
 from torch import nn
 
-from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
-from models.heads import apply_standardiser, fit_standardiser
+from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
+from featurestore.standardise import apply_standardiser, fit_standardiser
 
 SEQ_COLUMN = re.compile(r"^seq_nb(\d+)_(\w+)$")
 KNOWN_FIELDS = ("label", "has_label", "sim", "gap_days", "same_user")  # field order of from_feature_names

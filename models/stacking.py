@@ -24,7 +24,7 @@ from scipy.optimize import nnls
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 
-from models.gbdt import check_fit_inputs, check_predict_input
+from models.estimator_checks import check_fit_inputs, check_predict_input
 from models.metrics import regression_metrics
 
 SCHEMES = ("expanding", "blocked")

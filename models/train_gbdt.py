@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from models.gbdt import LightGBMRegressor
+from models.matrix import join_features, to_matrix
 
 CATEGORICAL_SUFFIX = "_code"  # integer-coded columns the GBDTs treat as categorical
 
@@ -45,23 +46,14 @@ class TrainConfig:
 
 
 def assemble(features: list[pl.DataFrame], split: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
-    """Join feature groups, split and labels on pid; returns (frame, feature column names)."""
-    frame = split.select("pid", "split")
-    names: list[str] = []
-    for f in features:
-        cols = [c for c in f.columns if c not in ("pid", "postdate")]
-        clash = set(cols) & set(names)
-        if clash:
-            raise ValueError(f"feature name(s) {sorted(clash)} appear in two feature groups")
-        names += cols
-        frame = frame.join(f.select("pid", *cols), on="pid", how="left")
-    frame = frame.join(labels.select("pid", "label"), on="pid", how="left").sort("pid")
-    return frame, names
+    """Join feature groups, split and labels on pid; returns (frame sorted by pid, feature column names)."""
+    frame, names = join_features(features, split.select("pid", "split"))
+    return frame.join(labels.select("pid", "label"), on="pid", how="left").sort("pid"), names
 
 
 def fit_predict(frame: pl.DataFrame, names: list[str], cfg: TrainConfig) -> tuple[pl.DataFrame, LightGBMRegressor, dict]:
     """Fit on train (early stopping on val) and predict all rows; returns (preds, model, info)."""
-    X = frame.select(names).to_numpy().astype(np.float32)
+    X = to_matrix(frame, names)
     y = frame["label"].to_numpy()
     split = frame["split"].to_numpy()
     tr, va = split == "train", split == "val"

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from models.learners import create_learner
-from models.metrics import regression_metrics
+from models.matrix import to_matrix
 from models.intervals import ConformalInterval
 from models.stacking import StackedEnsemble, fit_internal_es
 from models.train_gbdt import CATEGORICAL_SUFFIX, DEFAULT_FEATURE_GROUPS
@@ -92,7 +92,7 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     ``group_names``: group -> its column names (needed when ``cfg.learner_feature_groups`` gives
     a learner other groups than ``cfg.feature_groups``); by default every learner reads ``names``.
     """
-    X = frame.select(names).to_numpy().astype(np.float32)
+    X = to_matrix(frame, names)
     columns = cfg.learner_columns(group_names, names) if group_names else {}
     y = frame["label"].to_numpy()
     split = frame["split"].to_numpy()
@@ -172,15 +172,3 @@ def interval_coverage(part: pl.DataFrame) -> dict | None:
     lo, hi = part["interval_lo"].to_numpy(), part["interval_hi"].to_numpy()
     return {"inside": float(((y >= lo) & (y <= hi)).mean()), "below": float((y < lo).mean()),
             "above": float((y > hi).mean()), "mean_width": float((hi - lo).mean())}
-
-
-def learner_metrics(preds: pl.DataFrame) -> dict[str, dict[str, dict]]:
-    """SRC/MAE/MSE per learner column (and the stack) per labelled split."""
-    out: dict[str, dict[str, dict]] = {}
-    for col in [c for c in preds.columns if c == "pred" or c.startswith("pred_")]:
-        name = "stack" if col == "pred" else col.removeprefix("pred_")
-        out[name] = {}
-        for s in ("train", "val", "test"):
-            part = preds.filter((pl.col("split") == s) & pl.col("label").is_not_null())
-            out[name][s] = regression_metrics(part["label"].to_numpy(), part[col].to_numpy())
-    return out

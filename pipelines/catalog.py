@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from featurestore.catalog import build_catalog
-from pipelines.paths import Paths
-from pipelines.stage import stage_main
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ()

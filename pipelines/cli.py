@@ -17,14 +17,14 @@ import sys
 from pathlib import Path
 
 from featurestore.config import load_params, merge_params
-from pipelines.paths import Paths
-from pipelines.stage import setup_logging
+from featurestore.paths import Paths
+from pipelines.stage_cli import setup_logging
 
 log = logging.getLogger("smpp")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pipelines.stages import SUBMIT_OVERRIDES, run_stages
+    from pipelines.runner import SUBMIT_OVERRIDES, run_stages
 
     params = load_params(args.params)
     if args.mode == "submit":
@@ -41,6 +41,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _sql(args: argparse.Namespace) -> int:
     from featurestore.catalog import load_sql, open_catalog
+    from featurestore.sql_guard import ReadOnlyQueryError, query_read_only
     from pipelines.sql_output import print_table, write_result
 
     if (args.query is None) == (args.file is None):
@@ -49,7 +50,10 @@ def _sql(args: argparse.Namespace) -> int:
     bound = dict(p.split("=", 1) for p in args.param)
     con = open_catalog(args.root, read_only=True)
     try:
-        table = con.sql(query, params=bound or None).to_arrow_table()
+        table = query_read_only(con, query, bound or None, root=args.root)
+    except ReadOnlyQueryError as e:
+        print(f"smpp sql: {e}", file=sys.stderr)
+        return 2
     finally:
         con.close()
     if args.out:
@@ -61,12 +65,17 @@ def _sql(args: argparse.Namespace) -> int:
 
 
 def _similar(args: argparse.Namespace) -> int:
-    from featurestore.similar import similar_html, similar_posts
-    from models.retrieval import IndexConfig
+    from featurestore.config import config_from_dict
+    from featurestore.features_sequence import SequenceConfig
+    from featurestore.retrieval import IndexConfig
+    from pipelines.analysis.similar import similar_html, similar_posts
     from pipelines.sql_output import print_table
 
+    run_params = args.root / "params.yaml"  # the run's own search settings for --before-only
+    sequence = config_from_dict(SequenceConfig, "features_sequence",
+                                load_params(run_params).get("features_sequence") if run_params.is_file() else None)
     df = similar_posts(args.root, args.pid, k=args.k, before_only=args.before_only, embedding=args.embedding,
-                       config=IndexConfig(kind=args.index))
+                       config=IndexConfig(kind=args.index), sequence=sequence)
     print_table(df.drop("image", strict=False).to_arrow(), args.k + 1)
     if args.html:
         similar_html(df, Paths(root=args.root, smpd=args.smpd_dir).smpd_dir, args.html)
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         simulate.main(argv[1:])
         return 0
     if argv[:1] == ["errors"]:
-        from models import error_report
+        from pipelines.analysis import error_report
 
         setup_logging()
         return error_report.main(argv[1:])

@@ -16,11 +16,12 @@ from dataclasses import replace
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write, write_text_atomic
 from featurestore.config import config_from_dict
 from models.encoders.registry import MissingWeightsError, encoder_config, require_weights
 from models.extraction import EmbedConfig, embed_posts
-from pipelines.paths import Paths
-from pipelines.stage import stage_main, write_json
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ("embed_clip",)
@@ -37,7 +38,7 @@ def run(paths: Paths, params: dict) -> dict:
         require_weights(encoder_config("clip-vit-b-32", **cfg.overrides()))
     except MissingWeightsError as e:
         summary = {"skipped": True, "reason": str(e)}
-        (out_dir / "SKIPPED.txt").write_text(f"embed_clip was skipped: {e}\n")
+        write_text_atomic(out_dir / "SKIPPED.txt", f"embed_clip was skipped: {e}\n")
         write_json(paths.reports / "embed_clip.json", summary)
         log.warning("embed_clip skipped: %s", e)
         return summary
@@ -46,7 +47,8 @@ def run(paths: Paths, params: dict) -> dict:
     for tower, (table, encoder) in TOWERS.items():
         step = cfg if tower == "image" else replace(cfg, num_workers=0)  # texts need no decode workers
         emb, info = embed_posts(paths, encoder, step, shard_dir=out_dir / tower)
-        pq.write_table(emb, paths.table(table), compression="zstd")
+        with atomic_write(paths.table(table)) as tmp:
+            pq.write_table(emb, tmp, compression="zstd")
         summary[tower] = info
         log.info("embed_clip %s: %d posts x %d dims (%s items/s on %s)", tower, info["rows"], info["dim"],
                  info["rows_per_s"], info["device"])

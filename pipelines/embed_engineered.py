@@ -11,10 +11,11 @@ import time
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from featurestore.embeddings import EMBEDDING_COLUMN, EngineeredEmbeddingConfig, engineered_embeddings
-from pipelines.paths import Paths
-from pipelines.stage import stage_main
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ("embed_engineered",)
@@ -27,7 +28,8 @@ def run(paths: Paths, params: dict) -> dict:
     table = engineered_embeddings(paths, cfg)
     out = paths.table(TABLE)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     dim = table.schema.field(EMBEDDING_COLUMN).type.list_size
     log.info("embed_engineered: %d posts x %d dims (%.1f s)", table.num_rows, dim, time.perf_counter() - t0)
     return {"rows": table.num_rows, "dim": dim}

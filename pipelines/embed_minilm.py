@@ -12,15 +12,17 @@ import logging
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from models.extraction import EmbedConfig, embed_posts
-from pipelines.paths import Paths
-from pipelines.stage import stage_main, write_json
+from featurestore.paths import Paths
+from featurestore.table_specs import get_table
+from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ("embed_minilm",)
 TABLE = "embed_minilm"
-ENCODER = "minilm"
+ENCODER = get_table(TABLE).encoder
 
 
 def run(paths: Paths, params: dict) -> dict:
@@ -29,7 +31,8 @@ def run(paths: Paths, params: dict) -> dict:
     out = paths.table(TABLE)
     table, summary = embed_posts(paths, ENCODER, cfg, shard_dir=out.with_suffix(""))
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     write_json(paths.reports / f"{TABLE}.json", summary)
     log.info("embed_minilm: %(rows)d posts x %(dim)d dims; %(rows_computed)d computed now (%(rows_per_s)s texts/s on "
              "%(device)s), %(shards_reused)d of %(shards)d shards reused", summary)

@@ -7,8 +7,9 @@ import time
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.feature_groups import build_group, feature_columns, get_group
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,8 @@ def run_feature_stage(group: str, paths: Paths, params: dict) -> dict:
     table = build_group(group, paths, params)
     out = paths.table(get_group(group).table)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     cols = feature_columns(table)
     log.info("features_%s: %d posts x %d features (%.1f s)", group, table.num_rows, len(cols), time.perf_counter() - t0)
     return {"rows": table.num_rows, "features": cols}
@@ -26,7 +28,7 @@ def run_feature_stage(group: str, paths: Paths, params: dict) -> dict:
 
 def make_stage(group: str, doc: str):
     """``(run, main)`` of the stage module ``pipelines.features_<group>``."""
-    from pipelines.stage import stage_main
+    from pipelines.stage_cli import stage_main
 
     def run(paths: Paths, params: dict) -> dict:
         return run_feature_stage(group, paths, params)

@@ -7,10 +7,11 @@ import time
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from featurestore.image_stats import ImageStatsConfig, build_image_stats
-from pipelines.paths import Paths
-from pipelines.stage import stage_main
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main
 
 PARAMS: tuple[str, ...] = ("features_image_stats",)
 TABLE = "features_image_stats"
@@ -25,7 +26,8 @@ def run(paths: Paths, params: dict) -> dict:
     table, summary = build_image_stats(paths, cfg)
     out = paths.table(TABLE)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     log.info("features_image_stats: %d posts x %d features (%.1f s)", table.num_rows, table.num_columns - 2,
              time.perf_counter() - t0)
     return {**summary, "rows": table.num_rows}

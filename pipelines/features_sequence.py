@@ -12,11 +12,12 @@ import time
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from featurestore.feature_groups import feature_columns
 from featurestore.features_sequence import SequenceConfig, sequence_tables
-from pipelines.paths import Paths
-from pipelines.stage import stage_main
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ("features_sequence",)
@@ -30,7 +31,8 @@ def run(paths: Paths, params: dict) -> dict:
     for name, table in zip(TABLES, tables):
         out = paths.table(name)
         out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, out, compression="zstd")
+        with atomic_write(out) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
     cols = feature_columns(tables[0])
     log.info("features_sequence: %d posts x %d features, k=%d over %s by %s (%.1f s)", tables[0].num_rows,
              len(cols), cfg.k, cfg.embedding, cfg.index, time.perf_counter() - t0)

@@ -13,10 +13,11 @@ import logging
 import joblib
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from models.finetune import FinetuneConfig, fit_finetuned
-from pipelines.paths import Paths
-from pipelines.stage import stage_main, write_json
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS: tuple[str, ...] = ("finetune_wrcr",)
@@ -29,10 +30,12 @@ def run(paths: Paths, params: dict) -> dict:
     table, head, info = fit_finetuned(paths, cfg)
     out = paths.table(TABLE)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     model = paths.root / MODEL
     model.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(head, model)
+    with atomic_write(model) as tmp:
+        joblib.dump(head, tmp)
     write_json(paths.reports / "finetune_wrcr.json", info)
     log.info("finetune_wrcr: %d posts x %d columns; best epoch %d of %d; head val %s (%.1f s)", table.num_rows,
              table.num_columns - 2, info["best_epoch"], info["epochs"], info["head_metrics"]["val"], info["seconds"])

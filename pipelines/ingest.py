@@ -11,8 +11,8 @@ import time
 
 from featurestore.config import config_from_dict
 from featurestore.ingest import IngestConfig, ingest_smpd, write_tables
-from pipelines.paths import Paths
-from pipelines.stage import stage_main, write_json
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS = ("ingest",)

@@ -7,7 +7,7 @@ import polars as pl
 
 from featurestore.feature_groups import read_model_inputs
 from models.train_gbdt import assemble
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 
 def load_inputs(paths: Paths, groups: tuple[str, ...]) -> tuple[pl.DataFrame, list[str], dict[str, list[str]], np.ndarray]:

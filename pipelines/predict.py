@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import joblib
-import numpy as np
 import polars as pl
 
 from featurestore.config import load_params
-from featurestore.new_posts import new_post_features
-from pipelines.paths import Paths
+from featurestore.paths import Paths
+from models.matrix import check_columns, join_features, to_matrix
+from pipelines.new_post_features import new_post_features
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +39,10 @@ def predict_posts(paths: Paths, records: list[dict], params: dict) -> pl.DataFra
     if not paths.stack_model.is_file():
         raise FileNotFoundError(f"{paths.stack_model} not found: run `dvc repro` or `smpp run` first")
     bundle = joblib.load(paths.stack_model)
-    feats = new_post_features(paths, records, bundle.feature_groups, params)
-    X = np.column_stack([feats[c].to_numpy(zero_copy_only=False).astype(np.float32) for c in bundle.feature_names])
-    out = {"pid": feats["pid"].to_numpy()} | bundle.predict(X)
+    tables = [pl.from_arrow(t) for t in new_post_features(paths, records, bundle.feature_groups, params)]
+    frame, names = join_features(tables, tables[0].select("pid"))
+    check_columns(names, bundle.feature_names)
+    out = {"pid": frame["pid"].to_numpy()} | bundle.predict(to_matrix(frame, names))
     return pl.DataFrame(out)
 
 

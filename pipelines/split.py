@@ -6,10 +6,11 @@ import logging
 
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from featurestore.split import SplitConfig, chronological_split, split_summary
-from pipelines.paths import Paths
-from pipelines.stage import stage_main
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main
 
 log = logging.getLogger(__name__)
 PARAMS = ("split",)
@@ -21,7 +22,8 @@ def run(paths: Paths, params: dict) -> dict:
     split = chronological_split(posts, cfg)
     out = paths.table("split")
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(split, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(split, tmp, compression="zstd")
     summary = split_summary(split)
     log.info("split: %s", {k: v["rows"] for k, v in summary.items()})
     return summary

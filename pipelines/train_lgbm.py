@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from models.train_gbdt import TrainConfig, fit_predict
 from pipelines.model_inputs import load_inputs
-from pipelines.paths import Paths
-from pipelines.stage import stage_main, write_json
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS = ("train_lgbm",)
@@ -21,9 +22,11 @@ def run(paths: Paths, params: dict) -> dict:
     preds, model, info = fit_predict(frame, names, cfg)
     out = paths.table("predictions")
     out.parent.mkdir(parents=True, exist_ok=True)
-    preds.write_parquet(out, compression="zstd")
+    with atomic_write(out) as tmp:
+        preds.write_parquet(tmp, compression="zstd")
     paths.model.parent.mkdir(parents=True, exist_ok=True)
-    model.booster_.save_model(str(paths.model), num_iteration=model.best_iteration_)
+    with atomic_write(paths.model) as tmp:
+        model.booster_.save_model(str(tmp), num_iteration=model.best_iteration_)
     write_json(paths.train_info, {k: v for k, v in info.items() if k != "fit_seconds"})
     log.info("train_lgbm: %d features, best iteration %d, fit %.1f s", len(names), info["best_iteration"],
              info["fit_seconds"])

@@ -7,11 +7,12 @@ import logging
 
 import joblib
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from models.train_stack import StackConfig, fit_stack
 from pipelines.model_inputs import load_inputs
-from pipelines.paths import Paths
-from pipelines.stage import stage_main, write_json
+from featurestore.paths import Paths
+from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS = ("train_stack",)
@@ -23,9 +24,11 @@ def run(paths: Paths, params: dict) -> dict:
     preds, bundle, info = fit_stack(frame, names, postdate, cfg, group_names)
     out = paths.table("predictions_stack")
     out.parent.mkdir(parents=True, exist_ok=True)
-    preds.write_parquet(out, compression="zstd")
+    with atomic_write(out) as tmp:
+        preds.write_parquet(tmp, compression="zstd")
     paths.stack_model.parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(bundle, paths.stack_model)
+    with atomic_write(paths.stack_model) as tmp:
+        joblib.dump(bundle, tmp)
     write_json(paths.reports / "train_stack.json", {k: v for k, v in info.items() if k not in ("fit_seconds", "python_peak_mb")})
     log.info("train_stack: %s, weights %s, fit %.0f s", ", ".join(cfg.learners), info["weights"], info["fit_seconds"])
     return info

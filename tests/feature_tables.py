@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from featurestore.registry import get_table
+from featurestore.table_specs import get_table
 
 
 def write_tables(root: Path, rows: list[dict]) -> Path:

@@ -19,7 +19,7 @@ from benchmarks.bench_extraction import (  # noqa: E402
     text_encoder, text_inputs, top_k_neighbours)
 from models.encoders.text import bundled_minilm_path  # noqa: E402
 from models.extraction import EmbedConfig  # noqa: E402
-from pipelines.paths import Paths  # noqa: E402
+from featurestore.paths import Paths  # noqa: E402
 
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,
                                              "head_width": 32},

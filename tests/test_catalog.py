@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from featurestore.catalog import build_catalog, file_md5, load_sql, open_catalog
-from featurestore.registry import TableSpec, get_table, list_tables, register_table
+from featurestore.table_specs import TableSpec, get_table, list_tables, register_table
 from pipelines import cli
 from pipelines import features_baseline, ingest, split
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 
 @pytest.fixture

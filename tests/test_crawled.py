@@ -14,7 +14,7 @@ from featurestore.smpd_crawled import HEADER, STAT_COLUMNS, locate_crawled, pars
 from featurestore.smpd_layout import SMPDFormatError
 from featurestore.smpd_values import Problems
 from featurestore.split import SplitConfig, chronological_split
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 from tests.smpd_fixture import write_smpd
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "smpd"

@@ -12,12 +12,12 @@ from PIL import Image
 
 from featurestore.embeddings import embedding_arrays
 from featurestore.image_decode import COLUMNS as IMAGE_COLUMNS
-from featurestore.registry import get_table
+from featurestore.table_specs import get_table
 from models.encoders import MissingWeightsError, create_encoder, encoder_config, list_encoders
 from models.encoders.registry import MODALITIES
 from models.encoders.text import bundled_minilm_path
 from models.extraction import extract, merge_shards
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 WORDS = "sunset beach dog cat city night portrait food flower mountain snow car street river bird".split()
 TINY_CLIP = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8,

@@ -15,13 +15,17 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from featurestore.registry import get_table
-from models.error_report import earlier_neighbours, error_tables, main, render_error_report
+from featurestore.table_specs import get_table
+from featurestore.features_sequence import SequenceConfig, earlier_neighbours, sequence_tables
+from featurestore.paths import Paths
+from pipelines.analysis.error_report import error_tables, main, render_error_report
+from pipelines.analysis.similar import similar_posts
 
 CHROMIUM = Path("/usr/bin/chromium")
 T0 = 1_420_070_400  # 2015-01-01 UTC
 EVIL = '<script>alert("x")</script> & co'
 OVER, UNDER, NO_IMAGE, TWIN = 30, 31, 29, 28  # planted posts; TWIN shares OVER's post date
+SEQ = SequenceConfig(k=4, l=4)
 
 
 def _posts() -> list[dict]:
@@ -72,10 +76,14 @@ def build_root(root: Path) -> tuple[Path, list[dict]]:
                                        "pred_lgbm": [p + 0.1 for p in col("pred")]})
     rng = np.random.default_rng(1)
     date = pa.array(col("postdate"), pa.int64())
-    _write(root, "features_image_stats", {"pid": pid, "postdate": date, **{f"img_{j}": rng.normal(size=len(rows))
-                                                                           for j in range(4)}})
-    _write(root, "features_text", {"pid": pid, "postdate": date, "text_chars": rng.normal(size=len(rows)),
-                                   **{f"text_svd_{j}": rng.normal(size=len(rows)) for j in range(3)}})
+    _write(root, "split", {"pid": pid, "postdate": date, "split": col("split"),
+                           "label_visible": [r["split"] == "train" for r in rows]})
+    emb = rng.normal(size=(len(rows), 6)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    _write(root, "embed_engineered", {"pid": pid, "postdate": date,
+                                      "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), 6)})
+    _, ids = sequence_tables(Paths(root=root), SEQ)  # the neighbours the sequence features were computed from
+    _write(root, "sequence_ids", {n: ids[n] for n in ids.column_names})
     for r in rows:
         if r["pid"] != NO_IMAGE:
             path = smpd / _image_path(r)
@@ -183,18 +191,37 @@ def test_a_neighbour_finder_that_leaks_is_filtered(work, tmp_path):
             assert [nb for nb, _ in nbs] == [1]  # "later" (itself or a later post) is dropped
 
 
-def test_earlier_neighbours_against_brute_force():
-    rng = np.random.default_rng(3)
-    E = rng.normal(size=(40, 5)).astype(np.float32)
-    E /= np.linalg.norm(E, axis=1, keepdims=True)
-    pids, dates = np.arange(100, 140), rng.integers(0, 15, 40)
-    got = earlier_neighbours(pids, dates, E, [100, 139, 999], 4)
-    for q in (100, 139):
-        i = q - 100
-        cand = [j for j in range(40) if dates[j] < dates[i]]
-        want = sorted(cand, key=lambda j: (-float(E[j] @ E[i]), dates[j], pids[j]))[:4]
+def test_report_shows_the_neighbours_the_sequence_features_saw(work):
+    """One neighbour source: the report's neighbours of a post are its stored sequence neighbours, and
+    ``smpp similar --before-only`` finds the same posts by the same search."""
+    stored = pq.read_table(work["root"] / get_table("sequence_ids").path).to_pylist()
+    by_pid = {r["pid"]: [r[f"seq_nb_pid_{i}"] for i in range(3) if r[f"seq_nb_pid_{i}"] is not None] for r in stored}
+    cards = [c for cs in _cards(work["text"]).values() for c in cs]
+    assert cards and any(nbs for _, _, nbs in cards)
+    for pid, _, nbs in cards:
+        assert [nb for nb, _ in nbs] == by_pid[pid]
+        df = similar_posts(work["root"], pid, k=3, before_only=True, sequence=SEQ)
+        assert df["pid"][1:].to_list() == by_pid[pid]
+
+
+def test_earlier_neighbours_against_brute_force(work):
+    root = work["root"]
+    table = pq.read_table(root / get_table("embed_engineered").path)
+    pids, dates = table["pid"].to_numpy(), table["postdate"].to_numpy()
+    E = np.stack(table["embedding"].to_numpy(zero_copy_only=False))
+    got = earlier_neighbours(Paths(root=root), [1, OVER, 32, 999], 6, SEQ)
+    for q in (1, OVER, 32):
+        i = int(np.flatnonzero(pids == q)[0])
+        cand = [j for j in range(len(pids)) if dates[j] < dates[i]]
+        want = sorted(cand, key=lambda j: (-float(E[j] @ E[i]), dates[j], pids[j]))[:6]
         assert [p for p, _ in got[q]] == [int(pids[j]) for j in want]
-    assert got[999] == []
+    assert got[1] == [] and got[999] == [] and TWIN not in [p for p, _ in got[OVER]]
+
+
+def test_more_neighbours_than_stored_is_a_clear_error(work, tmp_path):
+    with pytest.raises(SystemExit, match="at most 4"):
+        main(["--root", str(work["root"]), "--smpd-dir", str(work["smpd"]), "--k", "5", "--html",
+              str(tmp_path / "e.html")])
 
 
 def test_cli_writes_the_report(work, tmp_path, capsys):

@@ -8,7 +8,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from models.gbdt import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
-from models.heads import MLPRegressorHead
+from models.mlp_head import MLPRegressorHead
 from models.stacking import LGBMStack, NonNegativeLinearStack
 
 SMALL_PARAMS = {
@@ -124,7 +124,7 @@ def test_mlp_preprocessing_learned_from_train_x_only():
     a = small("mlp").fit(X[:400], y[:400], X[400:500], y[400:500])
     X_val = X[400:500] * 100.0
     b = small("mlp").fit(X[:400], y[:400], X_val, y[400:500])
-    for key in ("median", "missing_cols", "mean", "std"):
+    for key in ("fill", "missing_cols", "mean", "std"):
         np.testing.assert_array_equal(a.stats_[key], b.stats_[key])
     np.testing.assert_array_equal(a.stats_["missing_cols"], [2, 4])  # one indicator per column with a gap
     assert a.stats_["mean"].shape == (X.shape[1] + 2,)

@@ -76,7 +76,7 @@ def test_changed_config_or_layout_discards_old_shards(setup, tmp_path):
 KILLED_RUN = """
 import json, sys, time
 from pathlib import Path
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 from models.encoders import create_encoder
 from models.extraction import extract
 a = json.loads(sys.argv[1])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from featurestore.feature_groups import build_group
 from feature_tables import write_tables
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 DAY = 86400
 HALF_LIFE, M = 5.0, 3.0

@@ -17,7 +17,7 @@ from featurestore.config import config_from_dict
 from featurestore.image_decode import COLUMNS, decode_reduced
 from featurestore.image_stats import ImageStatsConfig, image_stats_table
 from pipelines import features_image_stats
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 
 def flat(value=128, shape=(48, 64)) -> np.ndarray:

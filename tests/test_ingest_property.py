@@ -40,7 +40,7 @@ def post(draw):
         "title": draw(st.one_of(st.none(), st.sampled_from(["None", ""]), free_text)),
         "alltags": draw(st.one_of(st.just(""), st.lists(st.sampled_from(
             ["rock", "uploaded:by=flickstagram", "instagram:photo=9376", "a,b", "caf\u00e9"]), max_size=4).map(" ".join))),
-        "postdate": draw(st.integers(0, 2**40)),
+        "postdate": draw(st.integers(631152000, 2208988800)),  # the default bounds: 1990-01-01 .. 2040-01-01
         "lat": None if lat is None else f"{lat:.6f}", "lon": None if lon is None else f"{lon:.6f}",
         "acc": draw(st.integers(1, 16)) if geo else 0,
         "pathalias": draw(maybe_text), "ispublic": draw(st.sampled_from([0, 1])),

@@ -17,7 +17,7 @@ import pytest
 from featurestore.feature_groups import build_group, list_groups
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import embed_engineered, features_image_stats, features_text, ingest, split
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 GROUPS = [g.name for g in list_groups()]
 

@@ -11,7 +11,7 @@ from test_encoders import tiny_sentence_transformer
 
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import cli
-from pipelines.stages import STAGES, stage_module
+from pipelines.runner import STAGES, stage_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,7 +48,10 @@ def test_smpp_run_writes_a_complete_submission(sim, tmp_path, capsys):
     assert sub["version"] == "VERSION 1.0" and sub["external_data"] == {"used": "false", "details": ""}
     ids = [int(r["post_id"]) for r in sub["result"]]
     assert len(ids) == len(set(ids)) and set(ids) == _test_pids(sim)
-    metrics = json.loads((work / "reports/metrics.json").read_text())
+    metrics = json.loads((work / "reports/evaluation.json").read_text())
+    headline = json.loads((work / "reports/metrics.json").read_text())
+    assert headline["stack"]["val"] == {k: metrics["stack"]["val"][k] for k in ("src", "mae", "mse")}
+    assert set(headline) >= {"lgbm", "stack", "oracle_ratio"} and "n" not in headline["lgbm"]["val"]
     assert metrics["lgbm"]["val"]["n"] > 50 and metrics["lgbm"]["val"]["src"] > 0.2
     assert metrics["lgbm"]["test"]["n"] == 0  # submit mode: every labelled post trains or validates
     # the simulator's oracle sits beside the SMPD dir; the hidden test labels score the submission
@@ -59,8 +62,8 @@ def test_smpp_run_writes_a_complete_submission(sim, tmp_path, capsys):
 
 
 def _artefacts(work: Path) -> dict[str, bytes]:
-    files = sorted(p for p in (work / "data").rglob("*.parquet")) + [work / "reports/metrics.json",
-                                                                      work / "reports/submission.json"]
+    files = sorted(p for p in (work / "data").rglob("*.parquet")) + [
+        work / "reports/metrics.json", work / "reports/evaluation.json", work / "reports/submission.json"]
     return {str(p.relative_to(work)): p.read_bytes() for p in files}
 
 
@@ -72,7 +75,7 @@ def test_same_seed_same_tables_and_metrics(sim, tmp_path):
     fa, fb = _artefacts(a), _artefacts(b)
     assert fa.keys() == fb.keys() and len(fa) >= 12
     assert [k for k in fa if fa[k] != fb[k]] == []
-    m = json.loads((a / "reports/metrics.json").read_text())
+    m = json.loads((a / "reports/evaluation.json").read_text())
     assert m["lgbm"]["test"]["n"] > 50  # holdout mode keeps a chronological test split
 
 

@@ -10,7 +10,7 @@ from test_encoders import tiny_sentence_transformer
 from featurestore.new_posts import stored_records
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import cli
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 from pipelines.predict import predict_posts
 
 # PPCL reads its own groups, the MiniLM embedding among them (a tiny random-weight model here):

@@ -11,12 +11,12 @@ from feature_tables import write_tables
 from featurestore.embeddings import (EngineeredEmbeddingConfig, embedding_arrays, embedding_table,
                                      engineered_embeddings)
 from featurestore.features_sequence import SequenceConfig, neighbour_features, sequence_tables
-from featurestore.registry import TableSpec, get_table
-from models.retrieval import (METHODS, IndexConfig, StaleIndexError, build_index, load_index, save_index,
+from featurestore.table_specs import TableSpec, get_table
+from featurestore.retrieval import (METHODS, IndexConfig, StaleIndexError, build_index, load_index, save_index,
                               search_before, time_safe_neighbours)
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
-# Tables this work adds (the lead registers them in featurestore/registry.py); until then the
+# Tables this work adds (the lead registers them in featurestore/table_specs.py); until then the
 # tests that write them register them for their own duration only.
 _SPECS = {"embed_engineered": "data/embeddings/engineered.parquet",
           "features_sequence": "data/features/sequence.parquet", "sequence_ids": "data/neighbours/sequence_ids.parquet"}
@@ -24,7 +24,7 @@ _SPECS = {"embed_engineered": "data/embeddings/engineered.parquet",
 
 @pytest.fixture
 def tables_registered(monkeypatch):
-    from featurestore import registry
+    from featurestore import table_specs as registry
 
     for name, path in _SPECS.items():
         try:
@@ -312,7 +312,8 @@ def test_embedding_scaler_fitted_on_train_only(tmp_path, tables_registered):
 def test_stages_and_similar_posts(seq_paths, tmp_path):
     from PIL import Image
 
-    from featurestore.similar import earlier_neighbours_fn, similar_html, similar_posts
+    from featurestore.features_sequence import SequenceConfig, stored_neighbours
+    from pipelines.analysis.similar import similar_html, similar_posts
     from pipelines import embed_engineered, features_sequence
 
     paths, rows = seq_paths
@@ -336,7 +337,9 @@ def test_stages_and_similar_posts(seq_paths, tmp_path):
     for kind in ("ivfflat", "hnsw"):  # persisted beside the flat one, reconstructing the query vector
         approx = similar_posts(paths.root, query, k=3, config=IndexConfig(kind=kind, nprobe=6))
         assert approx["pid"][0] == query and len(approx) == 4
-    found = earlier_neighbours_fn(paths.root)([query, -5], 5)  # the callable models.error_report takes
-    assert [p for p, _ in found[query]] == early["pid"][1:].to_list() and found[-5] == []
+    found = stored_neighbours(paths, [query, -5], 2)  # what the error report shows: the sequence features' own
+    two = similar_posts(paths.root, query, k=2, before_only=True, sequence=SequenceConfig(k=4, l=2))
+    assert [p for p, _ in found[query]] == two["pid"][1:].to_list() == early["pid"][1:3].to_list()
+    assert found[-5] == []
     page = similar_html(df, smpd, tmp_path / "out" / "similar.html").read_text()
     assert page.count("data:image/jpeg;base64,") == 6

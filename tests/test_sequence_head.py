@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from models.heads import MLPRegressorHead
+from models.mlp_head import MLPRegressorHead
 from models.sequence_head import SequenceHeadRegressor
 
 FIELDS = ("label", "has_label", "sim", "gap_days", "same_user")

@@ -99,7 +99,7 @@ def test_ids_group_codes_only_train_users(tmp_path):
     from feature_tables import write_tables
 
     from featurestore.feature_groups import build_group
-    from pipelines.paths import Paths
+    from featurestore.paths import Paths
 
     rows = [{"pid": 1, "uid": "b@N1", "postdate": 10, "label": 3.0, "split": "train"},
             {"pid": 2, "uid": "a@N1", "postdate": 20, "label": 4.0, "split": "train"},

@@ -7,7 +7,7 @@ import pytest
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from models.gbdt import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
-from models.heads import MLPRegressorHead
+from models.mlp_head import MLPRegressorHead
 from models.stacking import (LGBMStack, NonNegativeLinearStack, StackedEnsemble, oof_predictions,
                              time_folds)
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from featurestore.embeddings import Standardiser
+from featurestore.standardise import Standardiser
 from featurestore.image_decode import COLUMNS as IMAGE_STATS_COLUMNS
 from models.encoders.registry import Encoder, EncoderConfig, posts_with, register_encoder
 

@@ -33,8 +33,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
-from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
-from models.heads import apply_standardiser, fit_standardiser
+from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
+from featurestore.standardise import apply_standardiser, fit_standardiser
 from models.ppcl import preprocess as pp
 from models.ppcl.losses import (LEVEL_WEIGHTS, TaskWeights, hierarchical_supcon_loss, label_positive_mask,
                                 supcon_loss, total_loss)

@@ -4,7 +4,7 @@ X holds modality blocks side by side, located by keyword arguments: ``image_colu
 ``text_columns`` (column indices; with neither given every non-class column is one "image"
 modality) and ``class_column`` (the subcategory code; negative / NaN / non-integer = unknown).
 In ``fit`` (train rows only): every block is imputed and standardised
-(``models.heads.fit_standardiser``), the target standardised; the class prototypes of each
+(``featurestore.standardise.fit_standardiser``), the target standardised; the class prototypes of each
 modality come from up to ``max_members`` diverse train rows per class
 (``models.protoclip.prototypes``) and are fed to the network at the median norm of that
 modality's train rows (a unit prototype and a standardised sample then share one scale).
@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
-from models.heads import apply_standardiser, fit_standardiser
+from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
+from featurestore.standardise import apply_standardiser, fit_standardiser
 from models.protoclip.modules import ProtoClipConfig, ProtoClipNet
 from models.protoclip.prototypes import modality_prototypes
 

@@ -15,18 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from featurestore.embeddings import l2_normalise
+
 MAX_MEMBERS = 256
-
-
-def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows of (n, d) scaled to unit length (float64); all-zero rows stay zero."""
-    x = np.asarray(x, dtype=np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 def farthest_point_order(emb: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
     """k-center greedy on the rows of (n, d) ``emb`` (normalised here): (min(k, n),) row indices, in pick order."""
-    z = l2_normalise(emb)
+    z = l2_normalise(np.asarray(emb, dtype=np.float64))
     n = len(z)
     k = min(int(k), n)
     if k <= 0:
@@ -82,7 +78,7 @@ def class_prototypes(emb: np.ndarray, classes: np.ndarray, *, n_classes: int, ro
         pick = local[farthest_point_order(x[local], max_members, seed + c)] if len(local) else local
         members.append(idx[pick])
         if len(pick):
-            vectors[c] = l2_normalise(l2_normalise(x[pick]).mean(axis=0, keepdims=True))[0]
+            vectors[c] = l2_normalise(l2_normalise(np.asarray(x[pick], dtype=np.float64)).mean(axis=0, keepdims=True))[0]
     return Prototypes(vectors=vectors.astype(np.float32), members=tuple(members), counts=counts)
 
 

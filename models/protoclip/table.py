@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from featurestore.embeddings import read_embeddings
+from featurestore.embeddings import align_rows, read_embeddings
 from models.metrics import regression_metrics
 from models.protoclip.estimator import ProtoClipRegressor
 
@@ -45,9 +45,9 @@ class ProtoClipInputs:
 
 @dataclass(frozen=True)
 class ProtoClipFeaturesConfig:
-    early_stopping: str = "val"        # val | train_tail
+    early_stopping: str = "train_tail"  # train_tail (no val label reaches the table) | val
     es_fraction: float = 0.1           # train_tail: the latest fraction of the train period
-    crossfit_folds: int = 0            # K >= 2: out-of-fold rows for train posts
+    crossfit_folds: int = 4            # K >= 2: out-of-fold rows for train posts (0: none; GBDTs over-trust them)
     include_prediction: bool = False   # add the head's prediction as column pclip_pred
     estimator: dict = field(default_factory=dict)  # ProtoClipRegressor keyword arguments
     inputs: ProtoClipInputs = ProtoClipInputs()
@@ -62,17 +62,6 @@ class ProtoClipFeaturesConfig:
             raise ValueError(f"protoclip: unknown estimator option(s) {sorted(unknown)}")
 
 
-def _align(pid: np.ndarray, src_pid: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Rows of (m, d) ``values`` keyed by ``src_pid``, in the order of ``pid``; NaN rows where absent."""
-    order = np.argsort(src_pid, kind="stable")
-    pos = np.clip(np.searchsorted(src_pid[order], pid), 0, max(len(src_pid) - 1, 0))
-    out = np.full((len(pid), values.shape[1]), np.nan)
-    if len(src_pid):
-        hit = src_pid[order][pos] == pid
-        out[hit] = values[order][pos[hit]]
-    return out
-
-
 def protoclip_inputs(root: Path | str, inputs: ProtoClipInputs = ProtoClipInputs()
                      ) -> tuple[pl.DataFrame, np.ndarray, list[str]]:
     """(frame: pid, postdate, split, label sorted by pid; X (N, d) float64; column names of X)."""
@@ -83,11 +72,11 @@ def protoclip_inputs(root: Path | str, inputs: ProtoClipInputs = ProtoClipInputs
     pid = frame["pid"].to_numpy()
     image = pl.read_parquet(root / inputs.image)
     img_cols = [c for c in image.columns if c.startswith("img_")]
-    img = _align(pid, image["pid"].to_numpy(), image.select(pl.col(img_cols).cast(pl.Float64)).to_numpy())
+    img = align_rows(pid, image["pid"].to_numpy(), image.select(pl.col(img_cols).cast(pl.Float64)).to_numpy())
     text_pid, _, emb = read_embeddings(root / inputs.text)
     base = pl.read_parquet(root / inputs.baseline, columns=["pid", CLASS_COLUMN])
-    code = _align(pid, base["pid"].to_numpy(), base.select(pl.col(CLASS_COLUMN).cast(pl.Float64)).to_numpy())
-    X = np.hstack([img, _align(pid, text_pid, emb.astype(np.float64)), code])
+    code = align_rows(pid, base["pid"].to_numpy(), base.select(pl.col(CLASS_COLUMN).cast(pl.Float64)).to_numpy())
+    X = np.hstack([img, align_rows(pid, text_pid, emb.astype(np.float64)), code])
     names = img_cols + [f"emb_minilm_{i}" for i in range(emb.shape[1])] + [CLASS_COLUMN]
     return frame.select("pid", "postdate", "split", "label"), X, names
 

@@ -6,10 +6,9 @@ and the worst over- and under-predictions per label bin. ``render_error_report``
 file that opens offline: SVG charts, thumbnails as data URIs, and for every worst post its k most
 similar posts published strictly earlier.
 
-Neighbours come from a callable ``neighbours(pids, k) -> {pid: [(pid, similarity), ...]}`` (e.g.
-one over a FAISS index); without one, ``feature_neighbours`` does an exact cosine search over the
-standardised engineered features (image statistics + text SVD). Labels are shown whatever their
-visibility: this is for looking at errors, not for features.
+Neighbours are, by default, the earlier posts each post's sequence features were computed from
+(``featurestore.features_sequence.stored_neighbours``): the report shows what the model saw.
+Labels are shown whatever their visibility: this is for looking at errors, not for features.
 """
 
 from __future__ import annotations
@@ -20,48 +19,36 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import polars as pl
 
 from featurestore.catalog import load_sql, open_tables
-from models import error_report_html as H
-from models.metrics import metrics_by_bin, regression_metrics
-from pipelines.paths import Paths
+from featurestore.features_sequence import stored_neighbours
+from models.evaluation import SPLITS, model_metrics, split_metrics
+from models.metrics import metrics_by_bin
+from featurestore.paths import Paths
+from pipelines.analysis import html_kit as H
+from pipelines.analysis.posts import describe_posts
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BINS = (1, 3, 5, 7, 9, 11, 13, 17)
-SPLITS = ("train", "val", "test")
 NeighbourFn = Callable[[list[int], int], dict[int, list[tuple[int, float]]]]
 
 
 # ---------------------------------------------------------------- tables
 
-def _metrics_row(label: np.ndarray, pred: np.ndarray) -> dict:
-    """regression_metrics plus bias (mean of pred - label; NaN when empty)."""
-    m = regression_metrics(label, pred)
-    m["bias"] = float(np.mean(pred - label)) if len(label) else float("nan")
-    return m
+def _metrics_frame(metrics: dict[str, dict], key: str) -> pl.DataFrame:
+    return pl.DataFrame([{key: k, **v} for k, v in metrics.items()]).select(key, "n", "src", "mae", "mse", "bias")
 
 
 def overall_metrics(preds: pl.DataFrame) -> pl.DataFrame:
-    """split, n, src, mae, mse, bias of ``pred`` for each labelled split."""
-    rows = []
-    for s in SPLITS:
-        part = preds.filter((pl.col("split") == s) & pl.col("label").is_not_null() & pl.col("pred").is_not_null())
-        rows.append({"split": s, **_metrics_row(part["label"].to_numpy(), part["pred"].to_numpy())})
-    return pl.DataFrame(rows).select("split", "n", "src", "mae", "mse", "bias")
+    """split, n, src, mae, mse, bias of the stack for each labelled split."""
+    return _metrics_frame(split_metrics(preds, bias=True), "split")
 
 
-def learner_metrics(preds: pl.DataFrame, split: str) -> pl.DataFrame:
-    """model (stack, then each ``pred_<learner>``), n, src, mae, mse, bias on one split."""
-    part = preds.filter((pl.col("split") == split) & pl.col("label").is_not_null())
-    rows = []
-    for col in ["pred"] + [c for c in preds.columns if c.startswith("pred_")]:
-        p = part.filter(pl.col(col).is_not_null())
-        name = "stack" if col == "pred" else col.removeprefix("pred_")
-        rows.append({"model": name, **_metrics_row(p["label"].to_numpy(), p[col].to_numpy())})
-    return pl.DataFrame(rows).select("model", "n", "src", "mae", "mse", "bias")
+def learner_table(preds: pl.DataFrame, split: str) -> pl.DataFrame:
+    """model (stack, then each base learner), n, src, mae, mse, bias on one split."""
+    return _metrics_frame({m: v[split] for m, v in model_metrics(preds, splits=(split,), bias=True).items()}, "model")
 
 
 def bin_metrics(preds: pl.DataFrame, split: str, bins: tuple[float, ...]) -> pl.DataFrame:
@@ -101,84 +88,14 @@ def error_tables(root: Path, split: str = "test", bins: tuple[float, ...] = DEFA
     worst = worst.with_columns(
         bin=pl.col("lo").replace_strict(names, return_dtype=pl.String),
         date=pl.from_epoch("postdate", time_unit="s").dt.strftime("%Y-%m-%d %H:%M"))
-    return {"overall": overall_metrics(preds), "learners": learner_metrics(preds, split),
+    return {"overall": overall_metrics(preds), "learners": learner_table(preds, split),
             "by_bin": bin_metrics(preds, split, tuple(bins)),
             "by_category": cats.filter(pl.col("level") == "category").drop("level", "subcategory"),
             "by_subcategory": cats.filter(pl.col("level") == "subcategory").drop("level"),
             "worst": worst}
 
 
-# ---------------------------------------------------------------- neighbours (fallback)
-
-def feature_matrix(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(pids (N,), postdate (N,), E (N, D) float32)``: standardised image-stat and text-SVD columns,
-    L2-normalised rows (a zero row stays zero). Raises FileNotFoundError when neither table exists."""
-    paths = Paths(root=Path(root))
-    frames = []
-    for name, pick in (("features_image_stats", lambda c: c not in ("pid", "postdate")),
-                       ("features_text", lambda c: c.startswith("text_svd_"))):
-        path = paths.table(name)
-        if path.is_file():
-            schema = pl.read_parquet_schema(path)
-            cols = [c for c, t in schema.items() if pick(c) and t.is_numeric()]
-            frames.append(pl.read_parquet(path, columns=["pid", "postdate", *cols]))
-    if not frames:
-        raise FileNotFoundError("no engineered feature table (image_stats, text) to find neighbours with")
-    df = frames[0]
-    for f in frames[1:]:
-        df = df.join(f.drop("postdate"), on="pid", how="inner")
-    X = df.drop("pid", "postdate").to_numpy().astype(np.float64)  # (N, D)
-    sd = np.nanstd(X, axis=0)
-    X = np.nan_to_num((X - np.nanmean(X, axis=0)) / np.where(sd > 0, sd, 1.0))
-    norm = np.linalg.norm(X, axis=1, keepdims=True)
-    E = (X / np.where(norm > 0, norm, 1.0)).astype(np.float32)
-    return df["pid"].to_numpy(), df["postdate"].to_numpy().astype(np.int64), E
-
-
-def earlier_neighbours(pids: np.ndarray, postdate: np.ndarray, E: np.ndarray, query: list[int], k: int
-                       ) -> dict[int, list[tuple[int, float]]]:
-    """For each query pid, its k most cosine-similar rows of ``E`` with a strictly earlier postdate.
-
-    Exact search; order: similarity descending, then earlier post, then smaller pid. A query pid
-    that is not among ``pids`` gets an empty list.
-    """
-    row_of = {int(p): i for i, p in enumerate(pids)}
-    out: dict[int, list[tuple[int, float]]] = {}
-    for q in query:
-        i = row_of.get(int(q))
-        if i is None:
-            out[int(q)] = []
-            continue
-        cand = np.flatnonzero(postdate < postdate[i])
-        sims = E[cand] @ E[i]                                           # (C,)
-        best = cand[np.lexsort((pids[cand], postdate[cand], -sims))[:k]]
-        out[int(q)] = [(int(pids[j]), float(E[j] @ E[i])) for j in best]
-    return out
-
-
-def feature_neighbours(root: Path) -> NeighbourFn:
-    """A ``neighbours(pids, k)`` callable over the engineered features, loaded on first use."""
-    cache: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-
-    def neighbours(query: list[int], k: int) -> dict[int, list[tuple[int, float]]]:
-        if not cache:
-            cache.append(feature_matrix(root))
-        return earlier_neighbours(*cache[0], query, k)
-
-    return neighbours
-
-
 # ---------------------------------------------------------------- report
-
-def post_details(root: Path, pids: list[int]) -> pl.DataFrame:
-    """pid, uid, postdate, split, label, pred, image (relative path) for ``pids`` (missing rows: nulls)."""
-    paths = Paths(root=Path(root))
-    out = pl.DataFrame({"pid": pids}, schema={"pid": pl.Int64}).lazy()
-    for name, cols in (("posts", ["uid", "postdate"]), ("predictions_stack", ["split", "label", "pred"]),
-                       ("images", ["path"])):
-        out = out.join(pl.scan_parquet(paths.table(name)).select("pid", *cols), on="pid", how="left")
-    return out.rename({"path": "image"}).collect()
-
 
 def _earlier_only(query: dict[int, int | None], found: dict[int, list[tuple[int, float]]],
                   details: dict[int, dict], k: int) -> dict[int, list[dict]]:
@@ -209,18 +126,20 @@ def render_error_report(tables: dict[str, pl.DataFrame], root: Path, smpd_dir: P
     """Write the static HTML report of ``tables`` (from ``error_tables``) to ``out_file``; returns it.
 
     smpd_dir: the SMPD directory image paths are relative to (None: no thumbnails).
-    neighbours: ``(pids, k) -> {pid: [(pid, similarity)]}``; default ``feature_neighbours(root)``.
+    neighbours: ``(pids, k) -> {pid: [(pid, similarity)]}``; default: the stored neighbours of the sequence
+    features (``stored_neighbours``), i.e. the earlier posts the model saw.
     Neighbours not published strictly earlier than their query post are dropped.
     """
     worst = tables["worst"]
     query = {int(r["pid"]): r["postdate"] for r in worst.select("pid", "postdate").iter_rows(named=True)}
     try:
-        found = (neighbours or feature_neighbours(root))(list(query), k) if query and k > 0 else {}
+        find = neighbours or (lambda pids, n: stored_neighbours(Paths(root=Path(root)), pids, n))
+        found = find(list(query), k) if query and k > 0 else {}
     except FileNotFoundError as e:
         log.warning("no neighbours: %s", e)
         found = {}
     nb_pids = sorted({int(p) for lst in found.values() for p, _ in lst} | set(query))
-    details = {int(r["pid"]): r for r in post_details(root, nb_pids).iter_rows(named=True)}
+    details = {int(r["pid"]): r for r in describe_posts(root, nb_pids).iter_rows(named=True)}
     nbs = _earlier_only(query, found, details, k)
     uris = _thumbs(details, smpd_dir, thumb_px)
     edges = tables["by_bin"].select("lo", "hi").rows()
@@ -267,7 +186,10 @@ def main(argv: list[str] | None = None, neighbours: NeighbourFn | None = None) -
     except FileNotFoundError as e:
         raise SystemExit(f"smpp errors: {e}") from None
     smpd = args.smpd_dir if args.smpd_dir is not None else Paths(root=args.root).smpd_dir
-    out = render_error_report(tables, args.root, smpd, args.html, neighbours, args.k, args.thumb_px)
+    try:
+        out = render_error_report(tables, args.root, smpd, args.html, neighbours, args.k, args.thumb_px)
+    except ValueError as e:  # e.g. more neighbours asked for than the sequence features stored
+        raise SystemExit(f"smpp errors: {e}") from None
     row = tables["overall"].filter(pl.col("split") == args.split).row(0, named=True)
     print(f"{args.split}: SRC {row['src']:.4f}  MAE {row['mae']:.4f}  bias {row['bias']:+.4f}  (n={row['n']})")
     print(f"report: {out} ({out.stat().st_size / 1e6:.1f} MB, {tables['worst'].height} worst posts)")

@@ -9,8 +9,9 @@ import math
 from pathlib import Path
 from typing import Callable
 
+from featurestore.atomic import write_text_atomic
 from featurestore.config import load_params
-from pipelines.paths import Paths
+from featurestore.paths import Paths
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -31,8 +32,7 @@ def _finite(obj: object) -> object:
 
 def write_json(path: Path, obj: object) -> None:
     """Pretty, key-sorted JSON with NaN as null (stable bytes for DVC and git diffs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    write_text_atomic(path, json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] | None = None) -> None:

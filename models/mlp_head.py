@@ -24,67 +24,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
-from models.gbdt import AllowNaNMixin, check_fit_inputs, check_predict_input
-
-
-CHUNK_ROWS = 32768  # rows standardised at a time: float64 work space stays ~CHUNK_ROWS x d
-CHUNK_COLS = 64     # columns whose statistics are computed at a time (float64 work space n x CHUNK_COLS)
-
-
-def fit_standardiser(X: np.ndarray) -> dict[str, np.ndarray]:
-    """Statistics of (n, d) X: {'median' (d,), 'missing_cols' (k,), 'mean' (d+k,), 'std' (d+k,)}.
-
-    Computed one block of columns at a time in float64, so X (float32 or float64) is never copied whole.
-    """
-    X = np.asarray(X)
-    n, d = X.shape
-    median, means, stds = np.zeros(d), np.zeros(d), np.ones(d)
-    missing_cols, flag_means, flag_stds = [np.zeros(0, np.int64)], [np.zeros(0)], [np.zeros(0)]
-    for a in range(0, d, CHUNK_COLS):
-        cols = slice(a, a + CHUNK_COLS)
-        block = np.asarray(X[:, cols], dtype=np.float64)
-        missing = ~np.isfinite(block)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-            med = np.nan_to_num(np.nanmedian(np.where(missing, np.nan, block), axis=0), nan=0.0) if n \
-                else np.zeros(block.shape[1])
-        filled = np.where(missing, med, block)
-        median[cols], means[cols], stds[cols] = med, filled.mean(axis=0), filled.std(axis=0)
-        flagged = missing.any(axis=0)
-        missing_cols.append(a + np.flatnonzero(flagged))
-        flag_means.append(missing[:, flagged].mean(axis=0))
-        flag_stds.append(missing[:, flagged].std(axis=0))
-    std = np.concatenate([stds, *flag_stds])
-    return {"median": median, "missing_cols": np.concatenate(missing_cols),
-            "mean": np.concatenate([means, *flag_means]), "std": np.where(std > 0, std, 1.0)}
-
-
-CLIP_Z = 5.0  # standardised values are clipped to [-5, 5]
-
-
-def apply_standardiser(X: np.ndarray, stats: dict[str, np.ndarray], dtype=np.float64) -> np.ndarray:
-    """(n, d) raw features -> (n, d + k) imputed, flagged, standardised, clipped to +-CLIP_Z, as ``dtype``.
-
-    Missing (non-finite) values get the train median and a 0/1 flag in the k extra columns. The
-    output is allocated once and filled CHUNK_ROWS rows at a time (float64 arithmetic inside).
-
-    The clip matters for later posts: a column that is nearly constant in train (say, "the
-    nearest earlier post has a visible label", almost always true for train posts) can take
-    values hundreds of train SDs away in val/test, and one such input drives a network's
-    output out of range (seen: MLP test MSE 18.6 without the clip).
-    """
-    X = np.asarray(X)
-    n, d = X.shape
-    cols = stats["missing_cols"]
-    out = np.empty((n, d + len(cols)), dtype=dtype)
-    for a in range(0, n, CHUNK_ROWS):
-        block = np.asarray(X[a:a + CHUNK_ROWS], dtype=np.float64)
-        missing = ~np.isfinite(block)
-        z = np.hstack([np.where(missing, stats["median"], block), missing[:, cols]])
-        z -= stats["mean"]
-        z /= stats["std"]
-        np.clip(z, -CLIP_Z, CLIP_Z, out=out[a:a + CHUNK_ROWS])
-    return out
+from featurestore.standardise import CHUNK_ROWS, apply_standardiser, fit_standardiser
+from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
 
 
 class MLPRegressorHead(AllowNaNMixin, RegressorMixin, BaseEstimator):

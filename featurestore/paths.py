@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from featurestore.registry import get_table
+from featurestore.table_specs import get_table
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,13 @@ class Paths:
 
     @property
     def metrics(self) -> Path:
+        """The headline numbers (DVC metrics): SRC/MAE/MSE per model and split, oracle ratio."""
         return self.reports / "metrics.json"
+
+    @property
+    def evaluation(self) -> Path:
+        """Every evaluation figure: per split incl. train, row counts, the oracle's breakdown."""
+        return self.reports / "evaluation.json"
 
     @property
     def plots(self) -> Path:

@@ -21,7 +21,8 @@ class TableSpec:
     key: tuple[str, ...] = ("pid",)
     timestamp: str | None = None
     version: int = 1
-    kind: str = "table"  # "table" (raw/ingested), "feature_group", "prediction"
+    kind: str = "table"  # "table" (raw/ingested), "feature_group", "embedding", "prediction"
+    encoder: str | None = None  # embedding tables of a frozen per-post encoder: its registry name
     description: str = ""
 
 
@@ -70,17 +71,21 @@ register_table(TableSpec(name="embed_engineered", path="data/embeddings/engineer
                          kind="embedding", timestamp="postdate",
                          description="train-standardised text SVD + image stats + one-hot category, L2-normalised"))
 register_table(TableSpec(name="embed_minilm", path="data/embeddings/minilm.parquet", stage="embed_minilm",
-                         kind="embedding", timestamp="postdate",
+                         kind="embedding", timestamp="postdate", encoder="minilm",
                          description="all-MiniLM-L6-v2 embedding (384, L2-normalised) of the post's title and tags"))
 for _tower in ("image", "text"):
     register_table(TableSpec(name=f"embed_clip_{_tower}", path=f"data/embeddings/clip/{_tower}.parquet",
                              stage="embed_clip", kind="embedding", timestamp="postdate",
                              description=f"open_clip ViT-B-32 {_tower} embedding (512, L2-normalised; needs "
                                          "embed_clip.weights)"))
-register_table(TableSpec(name="features_finetuned_wrcr", path="data/features/finetuned_wrcr.parquet",
+register_table(TableSpec(name="features_finetuned_wrcr", path="data/finetuned/wrcr.parquet",
                          stage="finetune_wrcr", kind="feature_group", timestamp="postdate",
                          description="64-d penultimate layer ft_* of the WRCR head on frozen MiniLM + image stats "
                                      "(trained on train only)"))
+register_table(TableSpec(name="features_protoclip", path="data/finetuned/protoclip.parquet",
+                         stage="features_protoclip", kind="feature_group", timestamp="postdate",
+                         description="prototype-CLIP head features pclip_* over image stats + MiniLM + subcategory "
+                                     "(train only, cross-fitted)"))
 register_table(TableSpec(name="sequence_ids", path="data/neighbours/sequence_ids.parquet", stage="features_sequence",
                          timestamp="postdate", description="top-l strictly-earlier neighbour pids/similarities; not model inputs"))
 register_table(TableSpec(name="predictions", path="data/preds/lgbm.parquet", stage="train_lgbm", kind="prediction",

@@ -1,4 +1,4 @@
-"""HTML and SVG rendering of the error-analysis report: pure string builders, no JavaScript, no CDN.
+"""HTML and SVG rendering of the analysis pages (``smpp errors``, ``smpp similar``): pure string builders, no JavaScript, no CDN.
 
 The page is one static file that opens offline: charts are hand-written inline SVG, thumbnails are
 base64 JPEG data URIs. Every piece of text that comes from the data (titles, user ids, category
@@ -32,7 +32,7 @@ figcaption{line-height:1.3}img.thumb{display:block;max-width:THUMBpx;max-height:
 figure img.thumb{max-width:NBpx;max-height:NBpx}.pic{width:THUMBpx;flex:none}
 .noimg{width:NBpx;height:80px;flex:none;display:flex;align-items:center;justify-content:center;background:#eee;
 color:#888;font-size:12px}
-summary{cursor:pointer;color:#555}.over{color:#b2182b}.under{color:#2166ac}.muted{color:#888}
+summary{cursor:pointer;color:#555}tr.query{background:#fff3c4}.over{color:#b2182b}.under{color:#2166ac}.muted{color:#888}
 """
 
 _COLOURS = {"mae": "#5b7fa6", "pos": "#d6604d", "neg": "#4393c3"}
@@ -117,15 +117,23 @@ def bar_chart_svg(labels: list[str], values: list[float | None], *, title: str, 
     return "".join(parts)
 
 
-def html_table(df: pl.DataFrame, columns: list[str] | None = None, text_cols: tuple[str, ...] = ()) -> str:
-    """A plain HTML table of a polars frame; floats with 3 decimals, text escaped."""
+def html_table(df: pl.DataFrame, columns: list[str] | None = None, text_cols: tuple[str, ...] = (), *,
+               images: dict[int, str | None] | None = None, highlight_first: bool = False) -> str:
+    """A plain HTML table of a polars frame; floats with 3 decimals, text escaped.
+
+    images: pid -> thumbnail URI; adds a first ``image`` column (needs a ``pid`` column).
+    highlight_first: mark the first row (``tr.query``), e.g. the query post of ``smpp similar``.
+    """
     cols = columns or df.columns
-    head = "".join(f'<th class="{"t" if c in text_cols else ""}">{esc(c)}</th>' for c in cols)
+    head = ("<th>image</th>" if images is not None else "") + \
+        "".join(f'<th class="{"t" if c in text_cols else ""}">{esc(c)}</th>' for c in cols)
     rows = []
-    for rec in df.select(cols).iter_rows(named=True):
+    for i, rec in enumerate(df.iter_rows(named=True)):
         cells = "".join(f'<td class="t">{esc(rec[c])}</td>' if c in text_cols else
                         f"<td>{num(rec[c]) if isinstance(rec[c], float) else esc(rec[c])}</td>" for c in cols)
-        rows.append(f"<tr>{cells}</tr>")
+        if images is not None:
+            cells = f"<td>{_image(images.get(int(rec['pid'])), rec['pid'])}</td>" + cells
+        rows.append(f'<tr class="query">{cells}</tr>' if highlight_first and i == 0 else f"<tr>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 

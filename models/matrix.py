@@ -1,0 +1,49 @@
+"""The model matrix: feature tables joined on pid, and the float32 matrix in a fixed column order.
+
+The one builder training and prediction share: ``join_features`` refuses a column that two
+groups both hold, ``to_matrix`` refuses a frame whose feature columns are not exactly the
+expected ones (a missing column, an extra one, or another order all name the columns).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+KEY_COLUMNS = ("pid", "postdate")
+
+
+def join_features(features: list[pl.DataFrame], rows: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """Left-join every feature frame (pid[, postdate], features...) onto ``rows`` (pid, ...) by pid.
+
+    Returns ``(frame in the order of rows, feature names in group order)``; a name in two groups
+    raises ValueError.
+    """
+    frame, names = rows, []
+    for f in features:
+        cols = [c for c in f.columns if c not in KEY_COLUMNS]
+        clash = set(cols) & (set(names) | set(rows.columns))
+        if clash:
+            raise ValueError(f"feature name(s) {sorted(clash)} appear in two feature groups")
+        names += cols
+        frame = frame.join(f.select("pid", *cols), on="pid", how="left", maintain_order="left")
+    return frame, names
+
+
+def check_columns(names: list[str], expected: list[str]) -> None:
+    """``names`` must be ``expected``, in order; otherwise a ValueError naming what differs."""
+    if list(names) == list(expected):
+        return
+    missing = [c for c in expected if c not in set(names)]
+    extra = [c for c in names if c not in set(expected)]
+    detail = f"missing {missing[:10]}" if missing else ""
+    detail += (", " if detail and extra else "") + (f"unexpected {extra[:10]}" if extra else "")
+    raise ValueError(f"feature columns differ from the model's: {detail or 'same columns in another order'}")
+
+
+def to_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """(N, F) float32 of ``names`` in that order (nulls become NaN)."""
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raise ValueError(f"feature columns missing from the frame: {missing[:10]}")
+    return frame.select(names).to_numpy().astype(np.float32)

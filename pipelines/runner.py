@@ -1,0 +1,89 @@
+"""The pipeline's stages in order. ``dvc.yaml`` lists the same stages (a test checks it);
+``smpp run`` calls them in-process on any SMPD directory.
+
+Optional stages (encoders and fine-tuned heads whose tables no default model reads) run only
+when some model reads one of their tables, directly or through another selected optional
+stage (``select_stages``). In ``dvc.yaml`` they are ``frozen`` for the same reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+
+from tqdm.auto import tqdm
+
+from featurestore.config import config_from_dict
+from featurestore.paths import Paths
+from featurestore.table_specs import list_tables
+
+log = logging.getLogger(__name__)
+
+# After `simulate` (DVC only: `smpp run` reads a given SMPD directory).
+STAGES = ("ingest", "split", "features_baseline", "features_user", "features_crawled", "features_ids",
+          "features_temporal", "features_text", "features_image_stats", "embed_engineered", "features_history",
+          "features_sequence", "train_lgbm", "embed_minilm", "embed_clip", "finetune_wrcr", "features_protoclip",
+          "train_stack", "evaluate",
+          "catalog")
+
+# Stages whose tables no model reads by default; each runs only when some model (or another
+# selected optional stage) reads what it writes.
+OPTIONAL_STAGES = ("embed_minilm", "embed_clip", "finetune_wrcr", "features_protoclip")
+
+# What `smpp run --mode submit` changes: every labelled post trains (the last 10% by date
+# early-stop and report), then the model is refitted on all of them to predict the test posts.
+SUBMIT_OVERRIDES = {"split": {"fractions": [0.9, 0.1, 0.0]}, "train_lgbm": {"refit_full": True}}
+
+
+def stage_module(name: str):
+    return importlib.import_module(f"pipelines.{name}")
+
+
+def model_tables(params: dict) -> set[str]:
+    """The tables the models read under ``params`` (train_lgbm's groups, every group of the stack)."""
+    from models.train_gbdt import TrainConfig
+    from models.train_stack import StackConfig
+
+    lgbm = config_from_dict(TrainConfig, "train_lgbm", params.get("train_lgbm"))
+    stack = config_from_dict(StackConfig, "train_stack", params.get("train_stack"))
+    return set(lgbm.feature_groups) | set(stack.all_groups)
+
+
+def _stage_inputs(name: str, params: dict) -> set[str]:
+    """Optional tables an optional stage reads (its encoders' embedding tables)."""
+    section = params.get(name) or {}
+    names = {f"embed_{e.replace('-', '_')}" for e in section.get("encoders", ("minilm",))} if name in (
+        "finetune_wrcr", "features_protoclip") else set()
+    names |= set(section.get("tabular", ()))
+    known = {t.name for t in list_tables()}
+    return names & known
+
+
+def select_stages(params: dict, stages: tuple[str, ...] = STAGES) -> tuple[str, ...]:
+    """``stages`` without the optional ones whose tables nothing selected reads."""
+    wanted = model_tables(params)
+    chosen: set[str] = set()
+    while True:
+        more = {s for s in OPTIONAL_STAGES if s not in chosen
+                and any(t.stage == s for t in list_tables() if t.name in wanted)}
+        if not more:
+            break
+        chosen |= more
+        for s in more:
+            wanted |= _stage_inputs(s, params)
+    skipped = [s for s in stages if s in OPTIONAL_STAGES and s not in chosen]
+    if skipped:
+        log.info("optional stages not run (no model reads their tables): %s", ", ".join(skipped))
+    return tuple(s for s in stages if s not in OPTIONAL_STAGES or s in chosen)
+
+
+def run_stages(paths: Paths, params: dict, stages: tuple[str, ...] | None = None) -> dict[str, object]:
+    """Run stages in order in this process (default: ``select_stages(params)``); returns each stage's result."""
+    stages = select_stages(params) if stages is None else stages
+    results = {}
+    for name in tqdm(stages, desc="smpp run", unit="stage"):
+        t0 = time.perf_counter()
+        results[name] = stage_module(name).run(paths, params)
+        log.info("stage %s done in %.1f s", name, time.perf_counter() - t0)
+    return results

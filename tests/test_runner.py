@@ -1,0 +1,59 @@
+"""pipelines.runner: which stages run, and dvc.yaml's model stages depending on exactly what they read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from featurestore.config import load_params, merge_params
+from featurestore.table_specs import get_table
+from models.train_gbdt import TrainConfig
+from models.train_stack import StackConfig
+from pipelines.runner import OPTIONAL_STAGES, STAGES, model_tables, select_stages
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS = load_params(REPO / "params.yaml")
+
+
+def _table_deps(stage: dict) -> set[str]:
+    return {d for d in stage["deps"] if d.startswith("data/") and d not in ("data/split.parquet",
+                                                                             "data/tables/labels.parquet")}
+
+
+@pytest.mark.parametrize("stage, tables", [
+    ("train_lgbm", lambda p: TrainConfig(**{**p["train_lgbm"], "feature_groups": tuple(p["train_lgbm"]["feature_groups"])
+                                            }).feature_groups),
+    ("train_stack", lambda p: StackConfig(**{**p["train_stack"], "feature_groups": tuple(p["train_stack"]["feature_groups"])
+                                             }).all_groups),
+])
+def test_model_stages_depend_on_exactly_the_tables_they_read(stage, tables):
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert _table_deps(dvc[stage]) == {get_table(t).path for t in tables(PARAMS)}
+
+
+def test_default_run_skips_the_optional_stages_no_model_reads():
+    chosen = select_stages(PARAMS)
+    assert "embed_minilm" in chosen  # PPCL reads the MiniLM table
+    assert "finetune_wrcr" not in chosen and "embed_clip" not in chosen
+    assert [s for s in STAGES if s not in OPTIONAL_STAGES] == [s for s in chosen if s not in OPTIONAL_STAGES]
+
+
+def test_a_model_reading_an_optional_table_brings_its_stage_and_the_stage_inputs():
+    groups = list(PARAMS["train_lgbm"]["feature_groups"]) + ["features_finetuned_wrcr"]
+    params = merge_params(PARAMS, {"train_lgbm": {"feature_groups": groups}})
+    params["train_stack"] = {k: v for k, v in params["train_stack"].items() if k != "learner_feature_groups"}
+    params["train_stack"]["learner_feature_groups"] = {}
+    assert "features_finetuned_wrcr" in model_tables(params) and "embed_minilm" not in model_tables(params)
+    chosen = select_stages(params)
+    assert "finetune_wrcr" in chosen and "embed_minilm" in chosen  # finetune_wrcr reads the MiniLM table
+    assert chosen.index("embed_minilm") < chosen.index("finetune_wrcr") < chosen.index("train_stack")
+
+
+def test_optional_stages_are_frozen_in_dvc_unless_a_default_model_reads_them():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    chosen = select_stages(PARAMS)
+    for s in OPTIONAL_STAGES:
+        if s in dvc:
+            assert dvc[s].get("frozen", False) == (s not in chosen), s
