@@ -11,17 +11,26 @@ import yaml
 T = TypeVar("T")
 
 
+class ParamsError(ValueError):
+    """A params file or section that cannot be used; the message names the file or section and the key."""
+
+
 def config_from_dict(cls: type[T], section: str, values: dict[str, Any] | None) -> T:
     """Build ``cls`` from a params section; a key the dataclass does not know raises ValueError."""
     values = dict(values or {})
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"params section '{section}': unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ParamsError(f"params section '{section}': unknown key(s) {unknown}; known: {sorted(known)}")
     for f in fields(cls):  # YAML lists -> tuples where the default is a tuple (frozen dataclasses)
         if isinstance(values.get(f.name), list) and isinstance(getattr(cls, f.name, None), tuple):
             values[f.name] = tuple(values[f.name])
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ParamsError:
+        raise
+    except ValueError as e:  # the config's own checks (__post_init__): a bad value of this section
+        raise ParamsError(str(e)) from e
 
 
 def load_params(path: Path | str | None) -> dict[str, Any]:
@@ -29,9 +38,12 @@ def load_params(path: Path | str | None) -> dict[str, Any]:
     if path is None:
         return {}
     with open(path) as f:
-        data = yaml.safe_load(f) or {}
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ParamsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from e
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: params must be a mapping of sections")
+        raise ParamsError(f"{path}: params must be a mapping of sections")
     return data
 
 

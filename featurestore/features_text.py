@@ -3,6 +3,13 @@
 The TF-IDF vocabulary, IDF weights and the SVD basis are fitted on the train split's posts
 only, then applied to every post (a test changes val/test texts and checks that the fitted
 transform and the train rows do not move).
+
+The SVD is made as CPU-independent as floating point allows (README, Reproducibility): TF-IDF
+in float64, ARPACK (Lanczos iterated to machine precision from a seeded start vector) instead
+of the randomized solver, whose tail components are not converged after a few power
+iterations and so amplify the BLAS's rounding, a fixed sign per component, and the stored
+``text_svd_*`` values rounded to float32 (what the model matrix holds anyway), so that
+differences of a few float64 ulps between BLAS kernels vanish from the table.
 """
 
 from __future__ import annotations
@@ -74,11 +81,24 @@ def fit_text_model(docs_train: list[str], cfg: TextConfig) -> tuple[TfidfVectori
     """Fit TF-IDF and SVD on training documents only."""
     min_df = min(cfg.min_df, max(1, len(docs_train) // 10))
     tfidf = TfidfVectorizer(min_df=min_df, max_features=cfg.max_features, sublinear_tf=True,
-                            token_pattern=r"(?u)\b\w\w+\b", dtype=np.float32)
-    X = tfidf.fit_transform(docs_train)
+                            token_pattern=r"(?u)\b\w\w+\b", dtype=np.float64)
+    X = tfidf.fit_transform(docs_train)  # (n_train, V) float64: ARPACK then iterates in float64
     k = max(1, min(cfg.svd_components, X.shape[1] - 1, X.shape[0] - 1))
-    svd = TruncatedSVD(n_components=k, random_state=cfg.seed, algorithm="randomized", n_iter=7).fit(X)
+    solver = "arpack" if k < min(X.shape) else "randomized"  # ARPACK needs k < min(n, V): only tiny inputs miss
+    svd = TruncatedSVD(n_components=k, algorithm=solver, random_state=cfg.seed, n_iter=7).fit(X)
+    svd.components_ = fixed_signs(svd.components_)
     return tfidf, svd
+
+
+def fixed_signs(components: np.ndarray) -> np.ndarray:
+    """(k, V) components, each flipped so that its largest-|loading| entry is positive.
+
+    An SVD determines each component only up to sign, and which sign a solver returns can
+    depend on the BLAS's rounding; this convention (scikit-learn's ``svd_flip`` on V) does not.
+    """
+    top = np.abs(components).argmax(axis=1)  # (k,)
+    sign = np.where(components[np.arange(len(components)), top] < 0, -1.0, 1.0)
+    return components * sign[:, None]
 
 
 def text_features(paths, cfg: TextConfig, only=None) -> pa.Table:
@@ -94,7 +114,7 @@ def text_features(paths, cfg: TextConfig, only=None) -> pa.Table:
     if only is not None:
         keep = np.isin(df["pid"].to_numpy(), np.asarray(only, np.int64))
         df, docs = df.filter(pl.Series(keep)), [d for d, k in zip(docs, keep) if k]
-    Z = svd.transform(tfidf.transform(docs)).astype(np.float64)  # (N, k)
+    Z = svd.transform(tfidf.transform(docs)).astype(np.float32).astype(np.float64)  # (N, k), float32 values
     svd_cols = {f"text_svd_{i}": Z[:, i] for i in range(cfg.svd_components) if i < Z.shape[1]}
     out = pl.concat([df.select("pid", "postdate"), text_statistics(df), pl.DataFrame(svd_cols)], how="horizontal")
     return out.to_arrow()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,34 +22,81 @@ log = logging.getLogger(__name__)
 
 COLUMNS: tuple[str, ...] = ("img_missing", "img_width", "img_height", "img_aspect", "img_file_bytes",
                             *(f"img_{m}" for m in MEASURES))
-OK, MISSING, CORRUPT = 0, 1, 2
+OK, MISSING, CORRUPT, TOO_LARGE, OUTSIDE = 0, 1, 2, 3, 4  # OUTSIDE: a path that leaves the image root, never opened
+MAX_PIXELS = 50_000_000        # header width x height above this is refused before any pixel is decoded
+_DIRECT_MAX_BYTES = 64 << 20   # larger JPEG files go through PIL's streaming reader
+_EOI = b"\xff\xd9"
+# OpenCV's libjpeg-turbo, asked for RGB at 1/s scale and without EXIF rotation, gives the same bytes as PIL's
+# draft decode (tests/test_image_safety.py checks every JPEG variant): one read, no PIL tile loop, no copy
+_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10; older versions always decode through PIL
+_DIRECT_FLAGS = {} if _RGB is None else {
+    s: f | _RGB | cv2.IMREAD_IGNORE_ORIENTATION
+    for s, f in ((1, 0), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+                 (8, cv2.IMREAD_REDUCED_GRAYSCALE_8))}
 
 
-def decode_reduced(path: Path | str, size: int) -> tuple[np.ndarray, int, int]:
+class ImageTooLarge(ValueError):
+    """The header's width x height is above the pixel limit: the image is refused undecoded."""
+
+
+def _open_header(f) -> Image.Image:
+    """``Image.open`` (header only) with PIL's decompression-bomb warning as an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            return Image.open(f)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+            raise ImageTooLarge(str(e)) from e
+
+
+def _decode_jpeg_direct(f, im: Image.Image) -> np.ndarray | None:
+    """The drafted JPEG ``im`` decoded by OpenCV, or None where only PIL's decoder gives the reference bytes.
+
+    Only complete files (ending in EOI): libjpeg fills a truncated file with grey where PIL raises.
+    """
+    scale = im.decoderconfig[0] if im.decoderconfig else None
+    if (im.format != "JPEG" or im.mode not in ("RGB", "L") or scale not in _DIRECT_FLAGS
+            or os.fstat(f.fileno()).st_size > _DIRECT_MAX_BYTES):
+        return None
+    f.seek(0)
+    data = f.read()
+    if not data.endswith(_EOI):
+        return None
+    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _DIRECT_FLAGS[scale])
+    return rgb if rgb is not None and (rgb.shape[1], rgb.shape[0]) == im.size and rgb.ndim == 3 else None
+
+
+def decode_reduced(path: Path | str, size: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, int]:
     """Decode an image to RGB with its longest side at most ``size`` px.
 
     Returns ``(rgb (h, w, 3) uint8, original width, original height)``; the original size is
     read from the header before ``draft`` lets libjpeg decode at 1/2, 1/4 or 1/8 scale (the
     smallest still >= the target), and the rest of the way is a bilinear (area) shrink.
-    Raises ``FileNotFoundError`` or a PIL/OS error for an unreadable file.
+    Raises ``ImageTooLarge`` when the header's width x height exceeds ``max_pixels`` (nothing is
+    decoded: a 164 KB PNG can hold 13,000 x 13,000 pixels), ``FileNotFoundError`` or a PIL/OS
+    error for an unreadable file.
     """
-    with Image.open(path) as im:
+    with open(path, "rb") as f, _open_header(f) as im:
         width, height = im.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(f"{width} x {height} px is over the limit of {max_pixels:,} px")
         scale = min(1.0, size / max(width, height))
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
         im.draft("RGB", target)  # JPEG only; a no-op for other formats
-        rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+        rgb = _decode_jpeg_direct(f, im)
+        if rgb is None:
+            rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     if (rgb.shape[1], rgb.shape[0]) != target:
         shrink = cv2.INTER_AREA if rgb.shape[1] >= 2 * target[0] else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, target, interpolation=shrink)
     return rgb, width, height
 
 
-def image_row(path: str | None, decode_size: int = 256, faces: bool = True,
-              face_size: int = 192) -> tuple[int, np.ndarray]:
-    """``(status, values (len(COLUMNS),) float64)`` of one image file; status OK, MISSING or CORRUPT.
+def image_row(path: str | None, decode_size: int = 256, faces: bool = True, face_size: int = 192,
+              max_pixels: int = MAX_PIXELS) -> tuple[int, np.ndarray]:
+    """``(status, values (len(COLUMNS),) float64)`` of one image file; status OK, MISSING, CORRUPT or TOO_LARGE.
 
-    A missing or undecodable file gives ``img_missing`` = 1 and NaN everywhere else.
+    A missing, undecodable or too large file gives ``img_missing`` = 1 and NaN everywhere else.
     """
     row = np.full(len(COLUMNS), np.nan)
     row[0] = 1.0
@@ -59,7 +107,10 @@ def image_row(path: str | None, decode_size: int = 256, faces: bool = True,
     if nbytes is None:
         return MISSING, row
     try:
-        rgb, width, height = decode_reduced(path, decode_size)
+        rgb, width, height = decode_reduced(path, decode_size, max_pixels)
+    except ImageTooLarge as e:
+        log.debug("image_stats: refused %s: %s", path, e)
+        return TOO_LARGE, row
     except Exception as e:  # noqa: BLE001 - PIL raises many types for broken files; none may stop the run
         log.debug("image_stats: cannot decode %s: %s", path, e)
         return CORRUPT, row
@@ -69,27 +120,29 @@ def image_row(path: str | None, decode_size: int = 256, faces: bool = True,
     return OK, row
 
 
-def chunk_rows(paths: list[str | None], decode_size: int = 256, faces: bool = True,
-               face_size: int = 192) -> tuple[np.ndarray, np.ndarray]:
+def chunk_rows(paths: list[str | None], decode_size: int = 256, faces: bool = True, face_size: int = 192,
+               max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, np.ndarray]:
     """Statuses ``(n,)`` int8 and values ``(n, len(COLUMNS))`` float64 of a chunk of image files."""
     values = np.empty((len(paths), len(COLUMNS)))
     statuses = np.empty(len(paths), np.int8)
     for i, p in enumerate(paths):
-        statuses[i], values[i] = image_row(p, decode_size, faces, face_size)
+        statuses[i], values[i] = image_row(p, decode_size, faces, face_size, max_pixels)
     return statuses, values
 
 
-def init_worker() -> None:
-    """Pool initializer: one process per core already, so OpenCV's own threads would oversubscribe."""
+def init_worker(max_pixels: int = MAX_PIXELS) -> None:
+    """Pool initializer: one OpenCV thread (one process per core already) and PIL's own pixel limit = ours."""
     cv2.setNumThreads(1)
+    Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 @contextmanager
-def single_threaded_cv2() -> Iterator[None]:
-    """Run OpenCV on one thread inside the block (as the pool workers do), then restore its setting."""
-    before = cv2.getNumThreads()
-    cv2.setNumThreads(1)
+def worker_settings(max_pixels: int = MAX_PIXELS) -> Iterator[None]:
+    """Inside the block this process runs as a pool worker does (``init_worker``); both settings restored after."""
+    threads, limit = cv2.getNumThreads(), Image.MAX_IMAGE_PIXELS
+    init_worker(max_pixels)
     try:
         yield
     finally:
-        cv2.setNumThreads(before)
+        cv2.setNumThreads(threads)
+        Image.MAX_IMAGE_PIXELS = limit

@@ -61,18 +61,23 @@ def saturation_mean(hsv: np.ndarray) -> float:
 
 
 def colourfulness(rgb: np.ndarray) -> float:
-    """Hasler-Suesstrunk colourfulness on the 0..255 scale (0 for any grey image, ~100+ for vivid ones)."""
+    """Hasler-Suesstrunk colourfulness on the 0..255 scale (0 for any grey image, ~100+ for vivid ones).
+
+    The opponent planes are exact int16: r - g and 2 yb = r + g - 2b. Their sums are exact
+    integers, and halving a mean or a standard deviation is exact, so this equals the float
+    formula on yb = (r + g) / 2 - b bit for bit.
+    """
     r, g, b = cv2.split(rgb)
-    rg = cv2.subtract(r, g, dtype=cv2.CV_32F)                                                      # (H, W)
-    yb = cv2.subtract(cv2.addWeighted(r, 0.5, g, 0.5, 0.0, dtype=cv2.CV_32F), b, dtype=cv2.CV_32F)  # (H, W)
+    rg = cv2.subtract(r, g, dtype=cv2.CV_16S)                                                      # (H, W)
+    yb2 = cv2.addWeighted(cv2.add(r, g, dtype=cv2.CV_16S), 1.0, b, -2.0, 0.0, dtype=cv2.CV_16S)    # (H, W)
     m_rg, s_rg = (float(v[0, 0]) for v in cv2.meanStdDev(rg))
-    m_yb, s_yb = (float(v[0, 0]) for v in cv2.meanStdDev(yb))
+    m_yb, s_yb = (float(v[0, 0]) / 2 for v in cv2.meanStdDev(yb2))
     return float(np.hypot(s_rg, s_yb) + 0.3 * np.hypot(m_rg, m_yb))
 
 
 def laplacian(grey: np.ndarray) -> np.ndarray:
-    """4-neighbour Laplacian of the grey image, float32 ``(H, W)`` in grey levels (integer-valued, so exact)."""
-    return cv2.Laplacian(grey, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REPLICATE).astype(np.float32)
+    """4-neighbour Laplacian of the grey image, int16 ``(H, W)`` in grey levels (|value| <= 1020)."""
+    return cv2.Laplacian(grey, cv2.CV_16S, ksize=1, borderType=cv2.BORDER_REPLICATE)
 
 
 def sharpness(lap: np.ndarray) -> float:
@@ -80,9 +85,19 @@ def sharpness(lap: np.ndarray) -> float:
     return float(cv2.meanStdDev(lap)[1][0, 0] ** 2)
 
 
-def edge_density(grey: np.ndarray) -> float:
-    """Share of Canny edge pixels (thresholds 100/200 on 0..255 grey) in [0, 1]."""
-    return float(np.count_nonzero(cv2.Canny(grey, CANNY_LOW, CANNY_HIGH)) / grey.size)
+def gradients(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """3x3 Sobel derivatives ``(dx, dy)``, int16 ``(H, W)``, replicated border: what Canny computes inside."""
+    return (cv2.Sobel(grey, cv2.CV_16S, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE),
+            cv2.Sobel(grey, cv2.CV_16S, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE))
+
+
+def edge_density(grey: np.ndarray, grads: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Share of Canny edge pixels (thresholds 100/200 on 0..255 grey) in [0, 1].
+
+    ``grads``: the ``gradients`` of ``grey`` when already computed (Canny then skips its own Sobel).
+    """
+    dx, dy = grads if grads is not None else gradients(grey)
+    return float(cv2.countNonZero(cv2.Canny(dx, dy, CANNY_LOW, CANNY_HIGH)) / grey.size)
 
 
 def entropy_bits(counts: np.ndarray) -> float:
@@ -133,21 +148,28 @@ def dominant_hues(hist: np.ndarray, n_pixels: int, k: int = 3) -> tuple[np.ndarr
     return hues, shares
 
 
-def edge_mass(grey: np.ndarray) -> np.ndarray:
+def edge_mass(grey: np.ndarray, grads: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Sobel gradient magnitude, float32 ``(H, W)``: the saliency proxy of the composition measures.
 
-    Integer Sobel responses, then an exactly rounded square root in numpy: OpenCV's float
-    filters can round differently from one process to another (SIMD paths), this cannot.
+    Integer Sobel responses (``grads`` when already computed), then an exactly rounded square
+    root in numpy: ``cv2.magnitude`` approximates it (off by 1 ulp for many values), this cannot.
     """
-    gx = cv2.Sobel(grey, cv2.CV_16S, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE).astype(np.float32)
-    gy = cv2.Sobel(grey, cv2.CV_16S, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE).astype(np.float32)
-    return np.sqrt(gx * gx + gy * gy)  # squares and sum are exact in float32 (|g| <= 1020)
+    dx, dy = grads if grads is not None else gradients(grey)
+    mass, gy = dx.astype(np.float32), dy.astype(np.float32)
+    mass *= mass  # squares and sum are exact in float32 (|g| <= 1020)
+    gy *= gy
+    mass += gy
+    return np.sqrt(mass, out=mass)
 
 
 def marginals(mass: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Column and row sums of a mass image ``(H, W)``: float64 ``(W,)`` and ``(H,)``."""
-    # numpy, not cv2.reduce: OpenCV's threaded reduction changes the float summation order
-    return mass.sum(axis=0, dtype=np.float64), mass.sum(axis=1, dtype=np.float64)
+    """Column and row sums of a mass image ``(H, W)``: float64 ``(W,)`` and ``(H,)``.
+
+    Exact for an ``edge_mass`` image: its non-zero values are float32 >= 1 (multiples of 2^-23),
+    so any sum below 2^30 is exact in float64 and the summation order (threads, SIMD) cannot matter.
+    """
+    return (cv2.reduce(mass, 0, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel(),
+            cv2.reduce(mass, 1, cv2.REDUCE_SUM, dtype=cv2.CV_64F).ravel())
 
 
 def centroid(cols: np.ndarray, rows: np.ndarray) -> tuple[float, float]:
@@ -192,10 +214,11 @@ def clarity_contrast(lap: np.ndarray, box: tuple[int, int, int, int]) -> float:
     """High-frequency energy per pixel inside the subject box over that of the whole image.
 
     Mean squared Laplacian ratio; 1 for a uniform image (flat or evenly textured), > 1 when the
-    detail concentrates in the subject.
+    detail concentrates in the subject. The squares are exact in float32 and ``cv2.mean`` sums
+    them in float64, exactly (``cv2.norm(NORM_L2SQR)`` does not: it is off in the last bit).
     """
     y0, y1, x0, x1 = box
-    e2 = lap * lap
+    e2 = cv2.multiply(lap, lap, dtype=cv2.CV_32F)
     return float((cv2.mean(e2[y0:y1, x0:x1])[0] + _EPS) / (cv2.mean(e2)[0] + _EPS))
 
 
@@ -257,7 +280,8 @@ def measure(rgb: np.ndarray, faces: bool = True, face_size: int = 192) -> dict[s
     """
     p = planes(rgb)
     lap = laplacian(p.grey)
-    mass = edge_mass(p.grey)
+    grads = gradients(p.grey)
+    mass = edge_mass(p.grey, grads)
     cols, rows = marginals(mass)
     box = subject_box(cols, rows)
     hist = hue_histogram(p.hsv)
@@ -266,7 +290,7 @@ def measure(rgb: np.ndarray, faces: bool = True, face_size: int = 192) -> dict[s
     thirds, centre = composition(cx, cy)
     out = {
         "brightness": brightness(p.grey), "contrast": rms_contrast(p.grey), "saturation": saturation_mean(p.hsv),
-        "colourfulness": colourfulness(p.rgb), "sharpness": sharpness(lap), "edge_density": edge_density(p.grey),
+        "colourfulness": colourfulness(p.rgb), "sharpness": sharpness(lap), "edge_density": edge_density(p.grey, grads),
         "grey_entropy": grey_entropy(p.grey), "colour_entropy": colour_entropy(p.rgb), "hue_count": hue_count(hist),
         "chromatic_share": float(hist.sum() / p.grey.size),
         "clarity_contrast": clarity_contrast(lap, box), "brightness_contrast": brightness_contrast(p.grey, box),

@@ -4,15 +4,17 @@ Each JPEG is decoded at reduced size (libjpeg DCT scaling through ``Image.draft`
 shrink to at most ``decode_size`` px; ``featurestore.image_decode``) and measured by the pure
 functions of ``featurestore.image_measures``; width, height and file size are the original
 file's. Images are processed in chunks by a ``multiprocessing`` pool (spawned workers, results
-in input order), so the table is the same for any ``workers`` and ``chunk_size``. A missing or
-undecodable image is counted and flagged (``img_missing`` = 1, every statistic null), never fatal.
+in input order), so the table is the same for any ``workers`` and ``chunk_size``. A missing,
+undecodable or too large image (header above ``max_pixels``, refused before decoding) is counted
+and flagged (``img_missing`` = 1, every statistic null), never fatal. A path that leaves the image
+root (absolute, or ``..`` past it) is never opened: ingest rejects such rows, and this stage checks
+again. Ingest counts the files that exist; this stage counts the ones that decode.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,9 +26,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from featurestore.image_decode import COLUMNS, CORRUPT, MISSING, OK, chunk_rows, init_worker, single_threaded_cv2
+from featurestore.image_decode import (
+    COLUMNS, CORRUPT, MAX_PIXELS, MISSING, OK, OUTSIDE, TOO_LARGE, chunk_rows, init_worker, worker_settings,
+)
+from featurestore.ingest import image_path
 
 log = logging.getLogger(__name__)
+N_EXAMPLES = 5  # pids listed per kind of bad image in the summary
 
 __all__ = ["COLUMNS", "ImageStatsConfig", "build_image_stats", "compute_rows", "image_stats_features",
            "image_stats_table"]
@@ -41,10 +47,13 @@ class ImageStatsConfig:
     face_size: int = 192           # longest side (px) of the face-detection image; faces < 24 px there are missed
     progress: bool = True          # tqdm progress bar on stderr
     image_root: str | None = None  # directory the image paths are relative to (default: the SMPD dir)
+    max_pixels: int = MAX_PIXELS   # header width x height above this: refused undecoded, counted too_large
 
     def __post_init__(self) -> None:
         if self.decode_size < 16 or self.face_size < 24:
             raise ValueError("features_image_stats: decode_size must be >= 16 and face_size >= 24")
+        if self.max_pixels < 1:
+            raise ValueError("features_image_stats: max_pixels must be >= 1")
         if self.workers < 1 or self.chunk_size < 1:
             raise ValueError("features_image_stats: workers and chunk_size must be >= 1")
 
@@ -52,14 +61,16 @@ class ImageStatsConfig:
 def compute_rows(paths: list[str | None], cfg: ImageStatsConfig) -> tuple[np.ndarray, np.ndarray]:
     """Statuses ``(N,)`` int8 and values ``(N, len(COLUMNS))`` float64 for image files, in input order."""
     chunks = [paths[i:i + cfg.chunk_size] for i in range(0, len(paths), cfg.chunk_size)]
-    work = partial(chunk_rows, decode_size=cfg.decode_size, faces=cfg.faces, face_size=cfg.face_size)
+    work = partial(chunk_rows, decode_size=cfg.decode_size, faces=cfg.faces, face_size=cfg.face_size,
+                   max_pixels=cfg.max_pixels)
     statuses, values = [np.empty(0, np.int8)], [np.empty((0, len(COLUMNS)))]
     pool = None
     if cfg.workers > 1 and len(chunks) > 1:  # a crashed worker raises BrokenProcessPool rather than hanging
-        pool = ProcessPoolExecutor(min(cfg.workers, len(chunks)), mp.get_context("spawn"), initializer=init_worker)
+        pool = ProcessPoolExecutor(min(cfg.workers, len(chunks)), mp.get_context("spawn"), initializer=init_worker,
+                                   initargs=(cfg.max_pixels,))
     try:
         results = pool.map(work, chunks) if pool else map(work, chunks)  # in input order: no scheduling effect
-        with single_threaded_cv2(), tqdm(total=len(paths), desc="image_stats", unit="img", disable=not cfg.progress,
+        with worker_settings(cfg.max_pixels), tqdm(total=len(paths), desc="image_stats", unit="img", disable=not cfg.progress,
                                          mininterval=1.0) as bar:
             for s, v in results:
                 statuses.append(s)
@@ -71,23 +82,39 @@ def compute_rows(paths: list[str | None], cfg: ImageStatsConfig) -> tuple[np.nda
     return np.concatenate(statuses), np.concatenate(values)
 
 
+def count_statuses(statuses: np.ndarray, pids: np.ndarray, n_examples: int = N_EXAMPLES) -> dict:
+    """Counts of image outcomes ``(N,)`` and the first pids of each bad kind.
+
+    ``processed + missing + corrupt = images``; ``present = processed + corrupt`` (the file exists);
+    ``too_large`` is part of ``corrupt`` and ``outside_root`` part of ``missing``.
+    """
+    n = {s: int((statuses == s).sum()) for s in (OK, MISSING, CORRUPT, TOO_LARGE, OUTSIDE)}
+    kinds = {"missing": (MISSING, OUTSIDE), "corrupt": (CORRUPT, TOO_LARGE), "too_large": (TOO_LARGE,),
+             "outside_root": (OUTSIDE,)}
+    return {"images": len(statuses), "processed": n[OK], "present": n[OK] + n[CORRUPT] + n[TOO_LARGE],
+            "missing": n[MISSING] + n[OUTSIDE], "corrupt": n[CORRUPT] + n[TOO_LARGE], "too_large": n[TOO_LARGE],
+            "outside_root": n[OUTSIDE],
+            "examples": {k: pids[np.isin(statuses, v)][:n_examples].tolist() for k, v in kinds.items()}}
+
+
 def image_stats_table(images: pa.Table, root: Path, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
     """Statistics of every image of an ``images`` table (pid, path relative to ``root``; null path = missing).
 
     Returns ``(table, summary)``: ``pid`` and the float64 ``COLUMNS``, one row per input row,
-    sorted by pid, with null where a value does not exist (NaN in numpy); summary counts
-    ``images``, ``processed``, ``missing``, ``corrupt`` and the throughput ``images_per_s``.
+    sorted by pid, with null where a value does not exist (NaN in numpy); summary: the counts of
+    ``count_statuses`` (with example pids), ``max_pixels`` and the throughput ``images_per_s``.
     """
     images = images.sort_by("pid")
-    base = str(root)
-    paths = [None if p is None else os.path.join(base, p) for p in images["path"].to_pylist()]
+    rel = images["path"].to_pylist()
+    paths = [image_path(str(root), p) for p in rel]
+    outside = np.array([f is None and p is not None for f, p in zip(paths, rel)], dtype=bool)
     t0 = time.perf_counter()
     statuses, values = compute_rows(paths, cfg)
     seconds = time.perf_counter() - t0
+    statuses[outside] = OUTSIDE
     table = pa.table({"pid": images["pid"].cast(pa.int64()),
                       **{c: pa.array(values[:, j], pa.float64(), from_pandas=True) for j, c in enumerate(COLUMNS)}})
-    summary = {"images": len(paths), "processed": int((statuses == OK).sum()),
-               "missing": int((statuses == MISSING).sum()), "corrupt": int((statuses == CORRUPT).sum()),
+    summary = {**count_statuses(statuses, table["pid"].to_numpy()), "max_pixels": cfg.max_pixels,
                "seconds": round(seconds, 3), "images_per_s": round(len(paths) / seconds, 1) if seconds > 0 else None}
     return table, summary
 
@@ -106,6 +133,11 @@ def build_image_stats(paths, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
                       **{c: stats[c] for c in COLUMNS}})
     log.info("image_stats: %(images)d images: %(processed)d processed, %(missing)d missing, %(corrupt)d corrupt "
              "(%(images_per_s)s images/s)", summary)
+    if summary["corrupt"] or summary["outside_root"]:
+        log.warning("image_stats: %d of %d image files could not be decoded (%d over max_pixels %d), %d paths "
+                    "outside the image root; rows flagged img_missing = 1; example pids %s",
+                    summary["corrupt"], summary["present"], summary["too_large"], cfg.max_pixels,
+                    summary["outside_root"], summary["examples"])
     return table, summary
 
 

@@ -30,7 +30,7 @@ from featurestore.smpd_layout import SplitFiles, SMPDFormatError, locate_smpd
 from featurestore.smpd_io import check_rows, check_same, read_json, read_lines, record_columns
 from featurestore.smpd_users import _as_text, load_user_columns, read_user_file
 from featurestore.smpd_values import (
-    Bounds, Problems, check_dates, check_range, parse_float, parse_int, parse_pid, parse_str, parse_uid,
+    UID_RE, Bounds, Problems, check_dates, check_range, parse_float, parse_int, parse_pid, parse_str, parse_uid,
 )
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,9 @@ def parse_image_list(lines: list[str], name: str, pid: pa.Array, uid: pa.Array, 
     for i in np.flatnonzero(unusual.to_numpy(zero_copy_only=False)):
         entry, u, p = lines[i].strip(), uid[int(i)].as_py(), pid[int(i)].as_py()
         parts = entry.split("/")
-        if len(parts) < 2 or parts[-2] != u or parts[-1].rsplit(".", 1)[0] != str(p):
+        if entry and image_path("", entry) is None:  # "../../x/<Uid>/<Pid>.jpg", "/x/<Uid>/<Pid>.jpg": read outside
+            problems.add(name, int(i), "path", "outside the image root (absolute or '..' past it)", entry)
+        elif len(parts) < 2 or parts[-2] != u or parts[-1].rsplit(".", 1)[0] != str(p):
             problems.add(name, int(i), "path", f"does not match Uid/Pid {u}/{p}", entry)
     paths = pc.if_else(is_url, expected, entries)  # URL rows: where the image archives unpack
     return {"path": paths, "url": pc.if_else(is_url, entries, pa.scalar(None, pa.string()))}
@@ -204,9 +206,50 @@ def _kept_mask(n: int, problems: Problems) -> np.ndarray:
     return keep
 
 
+def rejected_rows(category: dict, problems: Problems) -> list[dict]:
+    """Each rejected row of a split: 0-based file row, first reason, and the Pid and Uid as the
+    category file (the split's reference) gives them; ``None`` where that value does not parse.
+
+    Lets later stages account for rejected posts by Pid (a rejected test post still needs a
+    submission score); a row whose Pid does not parse is known by its row number only.
+    ``file``/``field``: where the row's first problem was seen (None past the examples' cap).
+    """
+    first: dict[int, dict] = {}
+    for e in problems.examples:
+        first.setdefault(e["row"], e)
+    rows = sorted(problems.rows)
+    at = lambda col, i: col[i].as_py() if isinstance(col, pa.Array) else col[i]  # noqa: E731
+    bad_pid = Problems(policy="reject")
+    pids = parse_pid([at(category["Pid"], r) for r in rows], "", bad_pid).to_pylist()
+    out = []
+    for j, row in enumerate(rows):
+        uid, where = at(category["Uid"], row), first.get(row, {})
+        out.append({"row": row, "pid": None if j in bad_pid.rows else pids[j],
+                    "uid": uid if isinstance(uid, str) and UID_RE.match(uid) else None,
+                    "reason": problems.rows[row], "file": where.get("file"), "field": where.get("field")})
+    return out
+
+
+def image_path(root: str, entry: str | None) -> str | None:
+    """``root/entry`` for an image-list path that stays inside ``root``; None for a null, empty,
+    absolute or escaping (``..`` past the root) entry, which must never be opened.
+
+    The check is lexical and the normalised path is what is returned (so ``a/../b`` opens
+    ``root/b``, not a symlinked ``a``'s parent); symlinks the data owner placed inside the root
+    are followed, so an image folder may be a link to another disk.
+    """
+    if not entry or "\x00" in entry or os.path.isabs(entry):
+        return None
+    norm = os.path.normpath(entry)
+    if norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        return None
+    return os.path.join(root, norm)
+
+
 def _image_exists(paths: pa.Array, root: Path) -> pa.Array:
     base = str(root)
-    return pa.array([p is not None and os.path.isfile(os.path.join(base, p)) for p in paths.to_pylist()], pa.bool_())
+    return pa.array([(f := image_path(base, p)) is not None and os.path.isfile(f) for p in paths.to_pylist()],
+                    pa.bool_())
 
 
 def split_tables(files: SplitFiles, problems: Problems, raw: dict | None, seen: set[int],
@@ -251,7 +294,8 @@ def ingest_smpd(smpd_dir: Path, config: IngestConfig = IngestConfig()) -> tuple[
         user_form = split_parts["users"]["user_form"][0].as_py() if kept else None
         report["splits"][split] = {"release": files.release, "user_form": user_form,
                                    "rows_read": n, "rows_kept": kept, "rows_rejected": n - kept,
-                                   "rejected_by_reason": dict(sorted(problems.reasons.items()))}
+                                   "rejected_by_reason": dict(sorted(problems.reasons.items())),
+                                   "rejected_rows": rejected_rows(raw[split]["category"], problems)}
         report["rejections"] += [dict(e, split=split) for e in problems.examples]
     tables = {t: pa.concat_tables(p, promote_options="default").sort_by("pid") for t, p in parts.items() if p}
     if "labels" not in tables or tables["labels"].num_rows == 0:

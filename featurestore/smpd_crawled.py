@@ -12,7 +12,7 @@ Rules, each counted in the report (``rows_read = rows_kept + sum(dropped.values(
 * the literal ``None`` alias row and an empty alias carry no user (``dropped["no_alias"]``);
 * an all-zero row marks a failed crawl: kept with ``crawl_failed = true`` and null statistics,
   so a failed crawl is never read as a user with zero views;
-* a statistic that is not a non-negative integer is a bad value: ``on_bad_row = error`` stops
+* a statistic that is not a non-negative integer (int64) is a bad value: ``on_bad_row = error`` stops
   with the file, row (0-based line) and field; ``reject`` drops the row (``dropped["bad_value"]``).
 
 The statistics are a snapshot crawled after the posts were published (they are not point in
@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from featurestore.smpd_io import decode_text, read_bytes
 from featurestore.smpd_layout import SMPDFormatError, bad_value, candidate_files
-from featurestore.smpd_values import Problems
+from featurestore.smpd_values import INT64_MAX, Problems
 
 STAT_COLUMNS = ("totalViews", "totalTags", "totalGeotagged", "totalFaves", "totalInGroup", "photoCount",
                 "followerCount", "followingCount")
@@ -61,8 +61,9 @@ def _split_line(line: str, sep: str) -> list[str]:
 
 
 def _stat(text: str) -> int | None:
-    """A non-negative integer statistic, or None when the text is not one."""
-    return int(text) if text.isascii() and text.isdigit() else None
+    """A non-negative integer statistic (int64), or None when the text is not one."""
+    value = int(text) if text.isascii() and text.isdigit() else None
+    return value if value is not None and value <= INT64_MAX else None
 
 
 def parse_crawled_lines(lines: list[str], name: str, problems: Problems) -> tuple[pa.Table, dict]:

@@ -44,11 +44,12 @@ def _row_index(inner: dict, name: str, col: str) -> list[str]:
     keys = list(inner)
     if keys == [str(i) for i in range(len(keys))]:
         return keys
-    try:
-        index = sorted(keys, key=int)
-    except ValueError:
-        bad = next(k for k in keys if not k.lstrip("-").isdigit())
-        raise bad_value(name, None, col, f"row key {bad!r} is not an integer") from None
+    # as pandas writes them: ASCII digits, no sign, space or leading zero (int() also takes " 1", "01",
+    # Arabic-Indic digits; "\u00b2".isdigit() is true but int() refuses it)
+    bad = next((k for k in keys if not (k.isascii() and k.isdigit() and str(int(k)) == k)), None)
+    if bad is not None:
+        raise bad_value(name, None, col, f"row key {bad!r} is not an integer")
+    index = sorted(keys, key=int)
     if [int(k) for k in index] != list(range(len(index))):
         raise bad_value(name, None, col, "row keys are not 0..n-1 (rows missing or duplicated)")
     return index

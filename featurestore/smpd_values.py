@@ -170,12 +170,23 @@ def parse_pid(values: list, file: str, problems: Problems) -> pa.Array:
     return arr
 
 
+def _hours_to_minutes(hours: float) -> int | None:
+    """Minutes in ``hours``; a finite count too big for a float in minutes gives the int64 limit (out of range)."""
+    if not math.isfinite(hours):
+        return None
+    minutes = hours * 60
+    return int(round(minutes)) if math.isfinite(minutes) else (INT64_MAX if hours > 0 else -INT64_MAX)
+
+
 def parse_tz_minutes(value: object) -> int | None:
-    """UTC offset in minutes from ``"+01:00"``/``"-0800"``/``"UTC+5:30"`` or an hour count ``"1"``."""
-    if is_missing(value):
+    """UTC offset in minutes from ``"+01:00"``/``"-0800"``/``"UTC+5:30"`` or an hour count ``"1"``.
+
+    None when unparsable; JSON true/false are not offsets.
+    """
+    if is_missing(value) or isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return int(round(value * 60)) if math.isfinite(value) else None
+        return _hours_to_minutes(value)
     text = str(value).strip()
     m = TZ_RE.match(text)
     if m:
@@ -185,7 +196,7 @@ def parse_tz_minutes(value: object) -> int | None:
         hours = float(text) if _plain_number_text(text) else math.nan
     except ValueError:
         return None
-    return int(round(hours * 60)) if math.isfinite(hours) else None
+    return _hours_to_minutes(hours)
 
 
 def _clean_uniques(parser, file: str, fld: str):
@@ -286,24 +297,20 @@ def parse_description(values: list, file: str, fld: str, problems: Problems,
 
 def to_epoch(value: object, key: str) -> int:
     """Epoch seconds (UTC) of a bound: epoch seconds, an ISO date/datetime string, or a YAML date."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        out = value
-    elif isinstance(value, (date, str)):
+    out = value
+    if isinstance(out, str):
+        text = out.strip()
         try:
-            dt = datetime.fromisoformat(value.strip()) if isinstance(value, str) else value
+            out = int(text) if text.lstrip("-").isascii() and text.lstrip("-").isdigit() else datetime.fromisoformat(text)
         except ValueError:
-            dt = None
-        if not isinstance(dt, datetime):  # a date (YAML 1990-01-01) is its midnight, UTC
-            dt = None if dt is None else datetime(dt.year, dt.month, dt.day)
-        if dt is None:
-            raise ValueError(f"ingest.{key}: expected an ISO date (YYYY-MM-DD) or epoch seconds, got {value!r}")
-        out = int((dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)).timestamp())
-    else:
-        raise ValueError(f"ingest.{key}: expected an ISO date (YYYY-MM-DD) or epoch seconds, got {value!r}")
-    if not EPOCH_LIMITS[0] <= out <= EPOCH_LIMITS[1]:
-        raise ValueError(f"ingest.{key}: {value!r} is outside the years 1..9999")
+            pass
+    if isinstance(out, date) and not isinstance(out, datetime):  # YAML reads 1990-01-01 as a date: its midnight
+        out = datetime(out.year, out.month, out.day)
+    if isinstance(out, datetime):
+        out = int((out if out.tzinfo else out.replace(tzinfo=timezone.utc)).timestamp())
+    if isinstance(out, bool) or not isinstance(out, int) or not EPOCH_LIMITS[0] <= out <= EPOCH_LIMITS[1]:
+        raise ValueError(f"ingest.{key}: expected an ISO date (YYYY-MM-DD, years 1..9999) or epoch seconds, "
+                         f"got {value!r}")
     return out
 
 
@@ -324,7 +331,7 @@ class Bounds:
 
     postdate_min: object = field(default="1990-01-01", compare=False)
     postdate_max: object = field(default="2040-01-01", compare=False)
-    user_date_min: object = field(default="1970-01-01", compare=False)
+    user_date_min: object = field(default="1900-01-01", compare=False)
     label_min: float = field(default=0.0, compare=False)
     label_max: float = field(default=30.0, compare=False)
     postdate: tuple[int, int] = field(init=False)

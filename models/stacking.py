@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import nnls
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
+from tqdm.auto import tqdm
 
 from models.estimator_checks import check_fit_inputs, check_predict_input
 from models.metrics import regression_metrics
@@ -97,13 +98,13 @@ def fit_internal_es(make_estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarr
 
 
 def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fold], *,
-                    es_fraction: float = 0.1) -> np.ndarray:
+                    es_fraction: float = 0.1, on_fit: Callable[[int], None] | None = None) -> np.ndarray:
     """(n,) out-of-fold predictions; NaN where a row is in no held-out block.
 
     ``make_estimator``: an estimator (cloned per fold) or a zero-argument factory. Each fold's
     model is early-stopped on the last ``es_fraction`` of its own training window (train
     indices come in time order from ``time_folds``); the val split is deliberately not an
-    argument, so it cannot be used.
+    argument, so it cannot be used. ``on_fit(k)`` is called after fold k's model (progress).
     """
     X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
     oof = np.full(len(y), np.nan)
@@ -116,6 +117,8 @@ def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fo
         model = fit_internal_es(make_estimator, X, y, train, es_fraction)
         oof[held] = model.predict(X[held])
         predicted[held] = True
+        if on_fit is not None:
+            on_fit(k)
     return oof
 
 
@@ -226,14 +229,27 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
         names = list(self.base_learners)
         self.n_features_in_ = X.shape[1]
         self.folds_ = time_folds(postdate, self.n_folds, self.scheme, self.gap)
-        self.oof_ = np.column_stack([oof_predictions(self.base_learners[n], X, y, self.folds_,
-                                                     es_fraction=self.es_fraction) for n in names])
-        self.oof_mask_ = np.isfinite(self.oof_).all(axis=1)
-        self.meta_model_ = self._make_meta().fit(self.oof_[self.oof_mask_], y[self.oof_mask_])
-        weights = getattr(self.meta_model_, "weights_", None)
-        self.weights_ = None if weights is None else dict(zip(names, map(float, weights)))
-        self.intercept_ = getattr(self.meta_model_, "intercept_", None)
-        self.base_models_ = {n: self._refit(self.base_learners[n], X, y, postdate, X_val, y_val) for n in names}
+        # one step per fold model and per refit, so a long fit shows where it is and an ETA
+        with tqdm(total=len(names) * (len(self.folds_) + 1), desc="stack", unit="fit") as bar:
+            def step(name: str, what: str):
+                return lambda *_: (bar.set_postfix_str(f"{name} {what}"), bar.update(1))
+
+            oof = []
+            for n in names:
+                bar.set_postfix_str(f"{n} folds")
+                oof.append(oof_predictions(self.base_learners[n], X, y, self.folds_, es_fraction=self.es_fraction,
+                                           on_fit=step(n, "folds")))
+            self.oof_ = np.column_stack(oof)
+            self.oof_mask_ = np.isfinite(self.oof_).all(axis=1)
+            self.meta_model_ = self._make_meta().fit(self.oof_[self.oof_mask_], y[self.oof_mask_])
+            weights = getattr(self.meta_model_, "weights_", None)
+            self.weights_ = None if weights is None else dict(zip(names, map(float, weights)))
+            self.intercept_ = getattr(self.meta_model_, "intercept_", None)
+            self.base_models_ = {}
+            for n in names:
+                bar.set_postfix_str(f"{n} refit")
+                self.base_models_[n] = self._refit(self.base_learners[n], X, y, postdate, X_val, y_val)
+                step(n, "refit")()
         self.oof_metrics_ = self._oof_metrics(names, y)
         return self
 

@@ -1,4 +1,8 @@
-"""Stage catalog: data/catalog.duckdb with a view per table and the feature_registry table."""
+"""Stage catalog: data/catalog.duckdb with a view per table and the feature_registry table.
+
+Run by DVC (``python -m pipelines.catalog``), the last stage of ``dvc repro``, it also records the
+run manifest ``run.json`` (``pipelines.manifest.record_dvc_run``); ``smpp run`` writes its own.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import logging
 
 from featurestore.catalog import build_catalog
 from featurestore.paths import Paths
+from pipelines.manifest import MANIFEST, record_dvc_run
 from pipelines.stage_cli import stage_main
 
 log = logging.getLogger(__name__)
@@ -19,7 +24,9 @@ def run(paths: Paths, params: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    stage_main(__doc__, run, argv)
+    paths, params_file = stage_main(__doc__, run, argv)
+    m = record_dvc_run(paths.root, params_file, paths.smpd)
+    log.info("run manifest: %s (%s)", paths.root / MANIFEST, m["status"])
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Stage evaluate: metrics per split (SRC, MAE, MSE) -> reports/evaluation.json (all of them) and
-reports/metrics.json (the headline numbers DVC compares), plot tables, submission.json.
+reports/metrics.json (the headline numbers DVC compares), plot tables, submission.json and
+submission_report.json (every test-file post: scored by the model, by the fallback, or not submittable).
 
 On the simulated default set the oracle (noise-free expected label) is scored beside the model.
 """
@@ -9,17 +10,20 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import polars as pl
 
 from featurestore.atomic import atomic_write, write_text_atomic
 from featurestore.config import config_from_dict
 from models.evaluation import MODEL_TABLES, EvaluateConfig, headline_metrics, model_metrics, oracle_metrics, plot_tables, split_metrics
-from models.submission import SubmissionConfig, build_submission, check_submission
+from models.submission import (FALLBACK_RULE, SubmissionConfig, account_test_rows, build_submission, check_submission,
+                               rejected_test_posts)
 from featurestore.paths import Paths
 from pipelines.stage_cli import stage_main, write_json
 
 log = logging.getLogger(__name__)
 PARAMS = ("evaluate", "submission")
+SUBMISSION_REPORT = "submission_report.json"  # under reports/: how every test-file post was scored
 
 
 def run(paths: Paths, params: dict) -> dict:
@@ -43,14 +47,52 @@ def run(paths: Paths, params: dict) -> dict:
         scatter.write_csv(tmp)
     with atomic_write(paths.plots / "mae_by_bin.csv") as tmp:
         bins.write_csv(tmp)
-    todo = preds.filter(pl.col("split") == "predict")
-    sub = build_submission(todo["pid"].to_numpy(), todo["pred"].to_numpy(), sub_cfg)
-    check_submission(sub, set(todo["pid"].to_list()), sub_cfg)
+    sub, sub_report = submission(paths, preds, sub_cfg)
+    write_json(paths.reports / SUBMISSION_REPORT, sub_report)
     write_text_atomic(paths.submission, json.dumps(sub, indent=1) + "\n")  # key order as the challenge shows it
     m = metrics[cfg.submit_model]
     log.info("evaluate (%s): val SRC %.4f MAE %.4f | test SRC %.4f MAE %.4f | submission: %d posts", cfg.submit_model,
              m["val"]["src"], m["val"]["mae"], m["test"]["src"], m["test"]["mae"], len(sub["result"]))
     return metrics
+
+
+def submission(paths: Paths, preds: pl.DataFrame, cfg: SubmissionConfig) -> tuple[dict, dict]:
+    """The submission (one entry per test-file Pid) and its report.
+
+    The model scores the kept test posts (split ``predict``); a test post rejected at ingest gets
+    the fallback score (``models.submission.FALLBACK_RULE``). The expected Pids come from the
+    ingest side (kept test posts in the posts table + the report's rejected rows), not from the
+    predictions, and every row of the test files must be accounted for.
+    """
+    ingest = json.loads(paths.ingest_report.read_text())
+    todo = preds.filter(pl.col("split") == "predict")
+    test = ingest["splits"].get("test")
+    if test is None:
+        note = f"no test files in {ingest['smpd_dir']}: the submission has no posts"
+        log.warning("evaluate: %s", note)
+        sub = build_submission(todo["pid"].to_numpy(), todo["pred"].to_numpy(), cfg)
+        check_submission(sub, set(), cfg)
+        return sub, {"test_files": False, "note": note, "submitted": 0}
+    if "rejected_rows" not in test:
+        raise ValueError(f"{paths.ingest_report} has no rejected_rows (written by an older ingest): re-run ingest")
+    posts = pl.read_parquet(paths.table("posts"), columns=["pid", "uid", "split"])
+    kept = set(posts.filter(pl.col("split") == "test")["pid"].to_list())
+    train = preds.filter(pl.col("split") == "train").join(posts.select("pid", "uid"), on="pid", how="left")
+    fates = rejected_test_posts(test["rejected_rows"], kept, train["uid"].to_list(), train["label"].to_numpy())
+    account_test_rows(test["rows_read"], len(kept), fates)
+    fb = fates["fallback"]
+    sub = build_submission(np.concatenate([todo["pid"].to_numpy(), np.array([r["pid"] for r in fb], dtype=np.int64)]),
+                           np.concatenate([todo["pred"].to_numpy(), np.array([r["score"] for r in fb], dtype=np.float64)]),
+                           cfg)
+    check_submission(sub, kept | {r["pid"] for r in fb}, cfg)
+    report = {"test_files": True, "test_rows_read": test["rows_read"], "submitted": len(sub["result"]),
+              "scored_by_model": todo.height, "scored_by_fallback": len(fb), "duplicate_rows": len(fates["duplicate"]),
+              "not_submittable": len(fates["unsubmittable"]), "fallback_rule": FALLBACK_RULE,
+              "train_label_median": float(np.median(train["label"].to_numpy())), "posts": fates}
+    if fb or fates["unsubmittable"]:
+        log.warning("evaluate: %d rejected test post(s) scored by the fallback, %d test row(s) without a parsable "
+                    "Pid not submittable; see %s", len(fb), len(fates["unsubmittable"]), paths.reports / SUBMISSION_REPORT)
+    return sub, report
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,6 +16,7 @@ import logging
 import joblib
 import pyarrow.parquet as pq
 
+from featurestore.atomic import atomic_write
 from featurestore.config import config_from_dict
 from featurestore.paths import Paths
 from models.protoclip.table import ProtoClipFeaturesConfig, fit_protoclip
@@ -32,9 +33,11 @@ def run(paths: Paths, params: dict) -> dict:
     table, head, info = fit_protoclip(paths.root, cfg)
     out = paths.table(TABLE)
     out.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, out, compression="zstd")
+    with atomic_write(out) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
     (paths.root / MODEL).parent.mkdir(parents=True, exist_ok=True)
-    joblib.dump(head, paths.root / MODEL)
+    with atomic_write(paths.root / MODEL) as tmp:
+        joblib.dump(head, tmp)
     write_json(paths.reports / "features_protoclip.json", info)
     log.info("features_protoclip: %d posts x %d columns; head val %s (%.1f s)", table.num_rows,
              table.num_columns - 2, info["head_metrics"]["val"], info["seconds"])

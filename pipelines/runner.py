@@ -11,12 +11,16 @@ from __future__ import annotations
 import importlib
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
 from featurestore.config import config_from_dict
 from featurestore.paths import Paths
 from featurestore.table_specs import list_tables
+
+if TYPE_CHECKING:
+    from pipelines.incremental import IncrementalRun
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +44,19 @@ def stage_module(name: str):
     return importlib.import_module(f"pipelines.{name}")
 
 
-def model_tables(params: dict) -> set[str]:
-    """The tables the models read under ``params`` (train_lgbm's groups, every group of the stack)."""
+def model_tables_of(stage: str, params: dict) -> set[str]:
+    """The tables model stage ``stage`` (train_lgbm or train_stack) reads under ``params``."""
     from models.train_gbdt import TrainConfig
     from models.train_stack import StackConfig
 
-    lgbm = config_from_dict(TrainConfig, "train_lgbm", params.get("train_lgbm"))
-    stack = config_from_dict(StackConfig, "train_stack", params.get("train_stack"))
-    return set(lgbm.feature_groups) | set(stack.all_groups)
+    if stage == "train_lgbm":
+        return set(config_from_dict(TrainConfig, stage, params.get(stage)).feature_groups)
+    return set(config_from_dict(StackConfig, stage, params.get(stage)).all_groups)
+
+
+def model_tables(params: dict) -> set[str]:
+    """The tables the models read under ``params`` (train_lgbm's groups, every group of the stack)."""
+    return model_tables_of("train_lgbm", params) | model_tables_of("train_stack", params)
 
 
 def _stage_inputs(name: str, params: dict) -> set[str]:
@@ -78,9 +87,16 @@ def select_stages(params: dict, stages: tuple[str, ...] = STAGES) -> tuple[str, 
     return tuple(s for s in stages if s not in OPTIONAL_STAGES or s in chosen)
 
 
-def run_stages(paths: Paths, params: dict, stages: tuple[str, ...] | None = None) -> dict[str, object]:
-    """Run stages in order in this process (default: ``select_stages(params)``); returns each stage's result."""
+def run_stages(paths: Paths, params: dict, stages: tuple[str, ...] | None = None,
+               run: "IncrementalRun | None" = None) -> dict[str, object]:
+    """Run stages in order in this process (default: ``select_stages(params)``); returns each stage's result.
+
+    With ``run`` (what ``smpp run`` passes), unchanged stages are skipped (absent from the result)
+    and the run manifest records every stage (``pipelines.incremental``).
+    """
     stages = select_stages(params) if stages is None else stages
+    if run is not None:
+        return run.run(stages)
     results = {}
     for name in tqdm(stages, desc="smpp run", unit="stage"):
         t0 = time.perf_counter()

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -35,8 +36,14 @@ def write_json(path: Path, obj: object) -> None:
     write_text_atomic(path, json.dumps(_finite(obj), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
-def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] | None = None) -> None:
-    """Parse ``--root/--params/--smpd-dir``, load params and call ``run(paths, params)``."""
+def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] | None = None) -> tuple[Paths, Path]:
+    """Parse ``--root/--params/--smpd-dir``, load params and call ``run(paths, params)``; returns (paths, params file).
+
+    A stage run on its own changes a recorded run: the root's manifest is marked ``incomplete``
+    first (the ``catalog`` stage, last in ``dvc repro``, records the run again).
+    """
+    from pipelines.manifest import mark_incomplete
+
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."), help="work root holding data/ and reports/ (default: .)")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="params YAML (default: params.yaml)")
@@ -46,4 +53,13 @@ def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] |
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     params = load_params(args.params) if args.params.is_file() else {}
-    run(Paths(root=args.root, smpd=args.smpd_dir), params)
+    paths = Paths(root=args.root, smpd=args.smpd_dir)
+    mark_incomplete(args.root, _stage_name(doc))
+    run(paths, params)
+    return paths, args.params
+
+
+def _stage_name(doc: str) -> str:
+    """``features_text`` from a stage docstring ``Stage features_text: ...``."""
+    m = re.match(r"\s*Stage (\w+)", doc or "")
+    return m.group(1) if m else "a stage"

@@ -8,6 +8,7 @@ import pytest
 from featurestore.catalog import build_catalog, file_md5, load_sql, open_catalog
 from featurestore.table_specs import TableSpec, get_table, list_tables, register_table
 from pipelines import cli
+from run_manifest import write_complete_manifest
 from pipelines import features_baseline, ingest, split
 from featurestore.paths import Paths
 
@@ -19,6 +20,7 @@ def root(tmp_path, tiny_smpd):
     for stage in (ingest, split, features_baseline):
         stage.run(paths, params)
     build_catalog(paths.root)
+    write_complete_manifest(paths.root, params, tiny_smpd)
     return paths.root
 
 

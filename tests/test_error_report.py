@@ -20,6 +20,7 @@ from featurestore.features_sequence import SequenceConfig, earlier_neighbours, s
 from featurestore.paths import Paths
 from pipelines.analysis.error_report import error_tables, main, render_error_report
 from pipelines.analysis.similar import similar_posts
+from run_manifest import write_complete_manifest
 
 CHROMIUM = Path("/usr/bin/chromium")
 T0 = 1_420_070_400  # 2015-01-01 UTC
@@ -97,6 +98,7 @@ def build_root(root: Path) -> tuple[Path, list[dict]]:
 def work(tmp_path_factory):
     root = tmp_path_factory.mktemp("errors")
     smpd, rows = build_root(root)
+    write_complete_manifest(root, smpd_dir=smpd)
     tables = error_tables(root, "test", top=2)
     out = render_error_report(tables, root, smpd, root / "reports/errors.html", k=3, thumb_px=64)
     return {"root": root, "smpd": smpd, "rows": rows, "tables": tables, "html": out, "text": out.read_text()}

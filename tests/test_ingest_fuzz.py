@@ -20,20 +20,23 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from featurestore.ingest import PER_POST, IngestConfig, ingest_smpd
+from featurestore.smpd_crawled import HEADER
 from featurestore.smpd_layout import SMPDFormatError
 from smpd_fixture import NAMES
 
 EXAMPLES = int(os.environ.get("SMPP_FUZZ_EXAMPLES", "60"))
 ODD = ["None", "none", "", " ", "\n", "\t", " \r\n", "nan", "NaN", "-nan", "null", "inf", "-Infinity", "1e999", "-1",
        "0", "-0", "+5", "1.5", "1_000", "0x10", "\u0661", "caf\u00e9", "\u2028", "\x00", "\ud800", "9" * 25,
-       "-" + "9" * 25, "9e18", "-9e18", "1e-400", "1434314341000", "1425963866", " 1425963866 ", "1425963866.0",
+       "-" + "9" * 25, "9e18", "-9e18", "1e-400", "1e307", "-1e308", "1434314341000", "1425963866", " 1425963866 ", "1425963866.0",
        "2013-04-02 17:52:16", "2015-02-30 00:00:00", "0000-00-00 00:00:00", "9999-12-31 23:59:59", "+01:00",
        "UTC+5:30", "+99:00", "59@N75", "1@N18", "@N", "ready", "photo", "1,2,3", ",".join(["0.5"] * 399),
        ",".join(["x"] * 400), "True", "[]", "{}"]
 
+EXTREME = [1e308, -1e308, 5e-324, 2**63 - 1, -2**63, 2**63, 2**64 - 1, 0.5, -0.0, 1e16 + 2, 1434314341000]
 scalar = st.one_of(
     st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.integers(-10, 10),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8), st.sampled_from(ODD),
+    st.sampled_from(EXTREME),
 )
 weird = st.one_of(scalar, st.lists(scalar, max_size=3), st.dictionaries(st.text(max_size=3), scalar, max_size=2))
 
@@ -108,7 +111,7 @@ def split_files(draw, split: str, release: str, first_pid: int, rate: float, str
             vals = {str(i): (draw(weird) if draw(action(rate)) != "keep" else (int(p["Pid"]) if k == "Pid" else p[k]))
                     for i, p in enumerate(posts)}
             if structural and draw(st.integers(0, 9)) == 0:  # a broken row index
-                vals[draw(st.sampled_from(["x", "-1", str(n + 1), "01", " 0"]))] = vals.pop("0")
+                vals[draw(st.sampled_from(["x", "-1", str(n + 1), "01", " 0", "\u00b2", "\u0660"]))] = vals.pop("0")
             users[k] = vals
     files[names["user"].format(s=split)] = json.dumps(users)
     files[names["image_list"].format(s=split)] = "".join(
@@ -126,11 +129,23 @@ def smpd_dir(draw) -> dict[str, bytes]:
     files = draw(split_files("train", release, 775, rate, structural))
     if draw(st.booleans()):  # 777: may repeat a train Pid
         files |= draw(split_files("test", release, draw(st.sampled_from([50731, 777])), rate, structural))
-    if draw(st.integers(0, 4)) == 0:
-        good = "alice\t1\t2\t3\t4\t5\t6\t7\t8"
-        files["user_additional.txt"] = "".join(draw(line(good, rate)) + "\n" for _ in range(draw(st.integers(0, 3)))).encode(
-            "utf-8", "surrogatepass")
+    if draw(st.integers(0, 3)) == 0:
+        files |= draw(crawled_file(rate))
     return files
+
+
+@st.composite
+def crawled_file(draw, rate: float) -> dict[str, bytes]:
+    """user_additional.txt (tab separated) or .csv (with header), fields damaged at ``rate``."""
+    csv = draw(st.booleans())
+    sep = "," if csv else "\t"
+    field = st.one_of(st.text(max_size=6), st.sampled_from(ODD + ["9" * 30, "\u00b2", "0"]))
+    rows = [",".join(HEADER)] if csv else []
+    for i in range(draw(st.integers(0, 4))):
+        good = [draw(st.sampled_from(["alice", "bob", "None", ""]))] + [str(draw(st.integers(0, 9))) for _ in HEADER[1:]]
+        rows.append(sep.join(v if draw(action(rate)) == "keep" else draw(field) for v in good))
+    name = "user_additional.csv" if csv else "user_additional.txt"
+    return {name: "".join(r + "\n" for r in rows).encode("utf-8", "surrogatepass")}
 
 
 def _write(root: Path, files: dict[str, bytes]) -> None:
@@ -213,9 +228,53 @@ def test_clean_fixture_is_kept_whole():
 # regressions: crashes the fuzzer found (each raised something other than SMPDFormatError)
 # --------------------------------------------------------------------------------------------
 
-REGRESSIONS: list[dict] = []
+REGRESSIONS = [
+    {"Uid": []},             # an Arrow list column: comparing Uids with the category file could not cast it to text
+    {"Uid": {"a": 1}},       # the same for an Arrow struct column
+    {"Uid": {}},             # struct<> (no fields)
+    {"timezone_offset": 1e308},    # hours * 60 overflowed to inf and round() raised OverflowError
+    {"timezone_offset": "1e307"},  # the same from a string
+]
 
 
 @pytest.mark.parametrize("override", REGRESSIONS, ids=[repr(o)[:60] for o in REGRESSIONS])
 def test_fuzz_regression(override):
     check_ingest(_fixture_like(**override))
+
+
+def test_uid_list_and_timezone_overflow_are_named_problems():
+    for override, field in (({"Uid": []}, "Uid"), ({"timezone_offset": 1e308}, "timezone_offset")):
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "smpd"
+            _write(root, _fixture_like(**override))
+            with pytest.raises(SMPDFormatError, match=f"field '{field}'"):
+                ingest_smpd(root, IngestConfig(check_images=False, workers=1))
+            assert _run(root, "reject") is None  # the only post rejected: no labelled posts
+
+
+@pytest.mark.parametrize("stat", ["9" * 30, str(2**63)])
+def test_crawled_statistic_beyond_int64_is_a_bad_value(stat):
+    """int("9" * 30) passed the digit check and overflowed when the int64 column was built."""
+    files = _fixture_like() | {"user_additional.txt": f"alice\t{stat}\t1\t1\t1\t1\t1\t1\t1\nbob\t1\t1\t1\t1\t1\t1\t1\t1\n".encode()}
+    check_ingest(files)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "smpd"
+        _write(root, files)
+        with pytest.raises(SMPDFormatError, match=r"user_additional\.txt row 0 field 'totalViews': not a non-negative"):
+            ingest_smpd(root, IngestConfig(check_images=False, workers=1))
+        tables, report = _run(root, "reject")
+    assert tables["crawled_users"]["pathalias"].to_pylist() == ["bob"]
+    assert report["crawled_users"]["dropped"]["bad_value"] == 1
+
+
+@pytest.mark.parametrize("key", ["\u00b2", "\u0660", " 1", "01", "+1"])
+def test_columnar_row_key_that_is_not_a_plain_number(key):
+    """'\u00b2'.isdigit() is true but int() refuses it: the key search raised StopIteration."""
+    files = _fixture_like()
+    files["train_user_data.json"] = json.dumps(
+        {c: {key: v} for c, v in json.loads(files["train_user_data.json"]).items() for v in [v["0"]]}).encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "smpd"
+        _write(root, files)
+        with pytest.raises(SMPDFormatError, match=r"train_user_data\.json field 'Uid': row key .* is not an integer"):
+            ingest_smpd(root, IngestConfig(on_bad_row="reject", check_images=False, workers=1))

@@ -106,7 +106,7 @@ def test_all_200_real_rows_are_kept(real):
     n = len(_real_rows())
     assert n == 200
     assert report["splits"]["test"] == {"release": "2022+", "user_form": "columns", "rows_read": n, "rows_kept": n,
-                                        "rows_rejected": 0, "rejected_by_reason": {}}
+                                        "rows_rejected": 0, "rejected_by_reason": {}, "rejected_rows": []}
     assert report["files"]["test_category.json"]["rows_kept"] == n
     assert report["files"]["test_additional_information.json"]["rows_kept"] == n
     assert report["posts_kept"] == n + len(TRAIN) and report["rejections"] == []

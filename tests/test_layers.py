@@ -67,3 +67,15 @@ def test_allowed_imports_pass(tmp_path):
     (tmp_path / "models" / "ok.py").write_text("from featurestore.paths import Paths\nimport numpy\n")
     (tmp_path / "pipelines" / "ok.py").write_text("from models.metrics import spearman\nimport featurestore\n")
     assert violations(tmp_path) == []
+
+
+def test_analysis_and_sql_commands_do_not_import_torch():
+    """`smpp sql`, `similar` and `errors` load no deep-learning stack (torch is for the models)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import pipelines.cli, pipelines.analysis.similar, pipelines.analysis.error_report, "
+            "featurestore.sql_guard; print(sorted(m for m in ('torch', 'catboost', 'sentence_transformers') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -28,6 +28,7 @@ from models.metrics import metrics_by_bin
 from featurestore.paths import Paths
 from pipelines.analysis import html_kit as H
 from pipelines.analysis.posts import describe_posts
+from pipelines.manifest import RunRefused, open_run
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         "bin with their image and their k most similar earlier posts. Writes one HTML file that opens offline.")
     p.add_argument("--root", type=Path, default=Path("."), help="work root holding data/ (default: .)")
     p.add_argument("--smpd-dir", type=Path, default=None,
-                   help="SMPD directory the image paths are relative to (default: ROOT/data/raw/smpd)")
+                   help="SMPD directory the image paths are relative to (default: the run's, from its manifest)")
     p.add_argument("--split", default="test", choices=SPLITS, help="split to analyse (default: test)")
     p.add_argument("--top", type=int, default=5, help="worst posts per label bin and direction (default: 5)")
     p.add_argument("--k", type=int, default=5, help="earlier neighbours shown per post (default: 5; 0: none)")
@@ -182,10 +183,11 @@ def main(argv: list[str] | None = None, neighbours: NeighbourFn | None = None) -
     if args.top < 1 or args.k < 0 or args.thumb_px < 8:
         raise SystemExit("smpp errors: --top must be >= 1, --k >= 0 and --thumb-px >= 8")
     try:
+        run = open_run(args.root, args.smpd_dir)  # a complete run; its SMPD dir unless --smpd-dir
         tables = error_tables(args.root, args.split, tuple(args.bins), args.top)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, RunRefused) as e:
         raise SystemExit(f"smpp errors: {e}") from None
-    smpd = args.smpd_dir if args.smpd_dir is not None else Paths(root=args.root).smpd_dir
+    smpd = run.smpd_dir
     try:
         out = render_error_report(tables, args.root, smpd, args.html, neighbours, args.k, args.thumb_px)
     except ValueError as e:  # e.g. more neighbours asked for than the sequence features stored
