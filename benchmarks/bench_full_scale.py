@@ -69,6 +69,7 @@ def _rows(root: Path, rel: str) -> int:
 def stage_rows(workdir: Path) -> dict[str, tuple[int, int]]:
     """stage -> (rows in its Parquet inputs, rows in its Parquet outputs), from dvc.yaml's deps/outs."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages |= yaml.safe_load((REPO / "pipelines" / "optional" / "dvc.yaml").read_text())["stages"]
     out = {}
     for name, st in stages.items():
         outs = [o if isinstance(o, str) else next(iter(o)) for o in st.get("outs", [])]

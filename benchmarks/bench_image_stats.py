@@ -1,13 +1,13 @@
 """Image-statistics throughput: the project's reduced-size parallel decode vs a naive full-size loop.
 
-Writes ``--n`` synthetic 640-px JPEGs (gradients, shapes, blur and noise; quality 90), then
+Writes ``--n`` synthetic JPEGs, ``--image-size`` px (gradients, shapes, blur and noise; quality 90), then
 times, each in a fresh subprocess so that peak RSS is its own:
   smpp   ``featurestore.image_stats.image_stats_table`` (draft decode to ``--size`` px, ``--workers`` processes)
   naive  ``Image.open(p).convert("RGB")`` at full size + the same statistics on the full array, one process
 and prints a markdown table (images/s, ratio, peak RSS).
 
-    python -m benchmarks.bench_image_stats [--n 2000] [--workers 2] [--size 256] [--face-size 192] [--no-faces]
-                                           [--dir DIR] [--methods smpp,naive]
+    python -m benchmarks.bench_image_stats [--n 2000] [--image-size 640] [--workers 2] [--size 256]
+                                           [--face-size 192] [--no-faces] [--dir DIR] [--methods smpp,naive]
 
 CPU ms / image counts this process and its pool workers from the first image on (module imports
 excluded); ``seconds`` is wall time and includes starting the workers.
@@ -52,18 +52,21 @@ def synthetic_photo(seed: int, size: tuple[int, int] = (640, 480)) -> np.ndarray
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _write_one(args: tuple[Path, int]) -> None:
+def _write_one(args: tuple[Path, int, int]) -> None:
     from PIL import Image
 
-    path, seed = args
-    Image.fromarray(synthetic_photo(seed)).save(path, quality=90)
+    path, seed, side = args
+    Image.fromarray(synthetic_photo(seed, (side, side * 3 // 4))).save(path, quality=90)
 
 
-def write_images(root: Path, n: int) -> list[str]:
-    """Write ``n`` JPEGs under ``root/train/<user>/<pid>.jpg``; returns their relative paths."""
+def write_images(root: Path, n: int, side: int = 640) -> list[str]:
+    """Write ``n`` JPEGs (longest side ``side`` px) under ``root/train/<user>/<pid>.jpg``; returns their relative paths.
+
+    Files already there are kept (a ``--dir`` is reused between runs).
+    """
     rel = [f"train/{i % 50}@N00/{i}.jpg" for i in range(n)]
-    todo = [(root / r, i) for i, r in enumerate(rel) if not (root / r).is_file()]
-    for r in {p.parent for p, _ in todo}:
+    todo = [(root / r, i, side) for i, r in enumerate(rel) if not (root / r).is_file()]
+    for r in {t[0].parent for t in todo}:
         r.mkdir(parents=True, exist_ok=True)
     with mp.get_context("spawn").Pool(os.cpu_count() or 1) as pool:
         pool.map(_write_one, todo, chunksize=32)
@@ -148,6 +151,7 @@ def _spawn(method: str, args: argparse.Namespace, root: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--image-size", type=int, default=640, help="longest side of the JPEGs written (px)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", type=int, default=256, help="decode_size of the project's method (px)")
     ap.add_argument("--face-size", type=int, default=192, help="face_size of the project's method (px)")
@@ -161,9 +165,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_image_stats_") as tmp:
         root = args.dir or Path(tmp)
         t0 = time.perf_counter()
-        rel = write_images(root, args.n)
+        rel = write_images(root, args.n, args.image_size)
         (root / "paths.json").write_text(json.dumps(rel))
-        print(f"wrote {args.n} JPEGs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+        print(f"wrote {args.n} JPEGs of {args.image_size} px in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         idle = _idle_share()
         res = {m: _spawn(m, args, root) for m in args.methods.split(",")}
     ips = {m: r["processed"] / r["seconds"] for m, r in res.items()}

@@ -23,16 +23,7 @@ log = logging.getLogger(__name__)
 COLUMNS: tuple[str, ...] = ("img_missing", "img_width", "img_height", "img_aspect", "img_file_bytes",
                             *(f"img_{m}" for m in MEASURES))
 OK, MISSING, CORRUPT, TOO_LARGE, OUTSIDE = 0, 1, 2, 3, 4  # OUTSIDE: a path that leaves the image root, never opened
-MAX_PIXELS = 50_000_000        # header width x height above this is refused before any pixel is decoded
-_DIRECT_MAX_BYTES = 64 << 20   # larger JPEG files go through PIL's streaming reader
-_EOI = b"\xff\xd9"
-# OpenCV's libjpeg-turbo, asked for RGB at 1/s scale and without EXIF rotation, gives the same bytes as PIL's
-# draft decode (tests/test_image_safety.py checks every JPEG variant): one read, no PIL tile loop, no copy
-_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10; older versions always decode through PIL
-_DIRECT_FLAGS = {} if _RGB is None else {
-    s: f | _RGB | cv2.IMREAD_IGNORE_ORIENTATION
-    for s, f in ((1, 0), (2, cv2.IMREAD_REDUCED_GRAYSCALE_2), (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
-                 (8, cv2.IMREAD_REDUCED_GRAYSCALE_8))}
+MAX_PIXELS = 50_000_000  # header width x height above this is refused before any pixel is decoded
 
 
 class ImageTooLarge(ValueError):
@@ -47,23 +38,6 @@ def _open_header(f) -> Image.Image:
             return Image.open(f)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageTooLarge(str(e)) from e
-
-
-def _decode_jpeg_direct(f, im: Image.Image) -> np.ndarray | None:
-    """The drafted JPEG ``im`` decoded by OpenCV, or None where only PIL's decoder gives the reference bytes.
-
-    Only complete files (ending in EOI): libjpeg fills a truncated file with grey where PIL raises.
-    """
-    scale = im.decoderconfig[0] if im.decoderconfig else None
-    if (im.format != "JPEG" or im.mode not in ("RGB", "L") or scale not in _DIRECT_FLAGS
-            or os.fstat(f.fileno()).st_size > _DIRECT_MAX_BYTES):
-        return None
-    f.seek(0)
-    data = f.read()
-    if not data.endswith(_EOI):
-        return None
-    rgb = cv2.imdecode(np.frombuffer(data, np.uint8), _DIRECT_FLAGS[scale])
-    return rgb if rgb is not None and (rgb.shape[1], rgb.shape[0]) == im.size and rgb.ndim == 3 else None
 
 
 def decode_reduced(path: Path | str, size: int, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int, int]:
@@ -83,9 +57,7 @@ def decode_reduced(path: Path | str, size: int, max_pixels: int = MAX_PIXELS) ->
         scale = min(1.0, size / max(width, height))
         target = (max(1, round(width * scale)), max(1, round(height * scale)))
         im.draft("RGB", target)  # JPEG only; a no-op for other formats
-        rgb = _decode_jpeg_direct(f, im)
-        if rgb is None:
-            rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
+        rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
     if (rgb.shape[1], rgb.shape[0]) != target:
         shrink = cv2.INTER_AREA if rgb.shape[1] >= 2 * target[0] else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, target, interpolation=shrink)

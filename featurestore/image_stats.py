@@ -70,8 +70,8 @@ def compute_rows(paths: list[str | None], cfg: ImageStatsConfig) -> tuple[np.nda
                                    initargs=(cfg.max_pixels,))
     try:
         results = pool.map(work, chunks) if pool else map(work, chunks)  # in input order: no scheduling effect
-        with worker_settings(cfg.max_pixels), tqdm(total=len(paths), desc="image_stats", unit="img", disable=not cfg.progress,
-                                         mininterval=1.0) as bar:
+        with worker_settings(cfg.max_pixels), tqdm(total=len(paths), desc="image_stats", unit="img",
+                                                   disable=not cfg.progress, mininterval=1.0) as bar:
             for s, v in results:
                 statuses.append(s)
                 values.append(v)

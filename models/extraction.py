@@ -10,9 +10,10 @@ renamed, so it is either complete or absent: a killed run resumes at the first m
 with no duplicates and no gaps. ``manifest.json`` fingerprints the encoder config, the shard
 layout and the inputs; when any of them changed the old shards are discarded.
 
-Inside a shard, rows are batched in ``encoder.sort_key`` order (text length: less padding), and
-the batches of a shard never depend on which shards are done, so a resumed run computes every
-row in the same batch as an uninterrupted one: same vectors, bit for bit, on a fixed device.
+Inside a shard, rows are batched in ``encoder.sort_keys`` order (token count: less padding) and the
+embeddings are written back in pid order; the keys and batches of a shard depend on that shard's
+rows only, never on which shards are done, so a resumed run computes every row in the same batch
+as an uninterrupted one: same vectors, bit for bit, on a fixed device.
 Preprocessing (JPEG decoding) runs in ``num_workers`` DataLoader processes; the model runs in
 this one under ``torch.inference_mode`` (fp16 autocast on CUDA by default).
 """
@@ -36,7 +37,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from featurestore.embeddings import EMBEDDING_COLUMN, embedding_table
-from models.encoders.registry import Encoder, create_encoder
+from models.encoders.registry import Encoder, create_encoder, resolve_device
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
@@ -120,12 +121,14 @@ def _done_shards(shard_dir: Path, pids: np.ndarray, shard_size: int, n_shards: i
     return done
 
 
-def _batches(keys: np.ndarray, shards: list[int], shard_size: int, batch_size: int) -> list[list[int]]:
-    """Row-index batches of the given shards: each shard in ``keys`` order, cut every ``batch_size``."""
+def _batches(sort_keys: Callable[[np.ndarray], np.ndarray], n: int, shards: list[int], shard_size: int,
+             batch_size: int) -> list[list[int]]:
+    """Row-index batches of the given shards of ``n`` rows: each shard in ``sort_keys(its rows)`` order
+    (stable: ties keep pid order), cut every ``batch_size``."""
     out = []
     for s in shards:
-        rows = _shard_rows(s, shard_size, len(keys))
-        rows = rows[np.argsort(keys[rows], kind="stable")]
+        rows = _shard_rows(s, shard_size, n)
+        rows = rows[np.argsort(sort_keys(rows), kind="stable")]
         out += [rows[i:i + batch_size].tolist() for i in range(0, len(rows), batch_size)]
     return out
 
@@ -143,8 +146,11 @@ def _run(encoder: Encoder, inputs: pa.Table, shard_dir: Path, todo: list[int], s
     """Embed the rows of the ``todo`` shards, writing each shard as soon as its last batch is done."""
     pids = inputs["pid"].to_numpy()
     rows = inputs.drop_columns(["postdate"]).to_pylist()
-    keys = np.array([encoder.sort_key(r) for r in rows], dtype=np.float64)
-    batches = _batches(keys, todo, shard_size, encoder.config.batch_size)
+
+    def keys(idx: np.ndarray) -> np.ndarray:  # asked for the shards to do only (tokenising is not free)
+        return encoder.sort_keys([rows[i] for i in idx])
+
+    batches = _batches(keys, len(rows), todo, shard_size, encoder.config.batch_size)
     loader = DataLoader(_Rows(rows, encoder.preprocessor()), batch_sampler=batches, collate_fn=_as_lists,
                         num_workers=encoder.config.num_workers, pin_memory=encoder.device.type == "cuda")
     n_shards = -(-len(pids) // shard_size)
@@ -215,16 +221,22 @@ class EmbedConfig:
     shard_size: int = 4096
     batch_size: int = 256
     num_workers: int = 0          # DataLoader processes (JPEG decoding); 0 for texts
+    gpu_batch_size: int | None = None   # batch_size when the device is CUDA (None: batch_size)
+    gpu_num_workers: int | None = None  # num_workers when the device is CUDA (None: num_workers)
     device: str = "auto"          # auto: CUDA when available
-    precision: str = "auto"       # auto: fp16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 / fp16
+    precision: str = "auto"       # auto: fp16 on CUDA, fp32 on CPU (text: bf16 on AMX CPUs); fp32/bf16/fp16; text: int8
     weights: str | None = None    # None: the registry entry's default (e.g. the bundled MiniLM)
     progress: bool = True
     threads: int | None = None    # torch CPU threads (None: torch's default); 1 is faster on a busy 2-core box
     options: dict = field(default_factory=dict)  # more encoder config overrides, e.g. {max_seq_length: 128}
 
     def overrides(self) -> dict:
-        out = {"batch_size": self.batch_size, "num_workers": self.num_workers, "device": self.device,
-               "precision": self.precision, **self.options}
+        """Encoder config overrides; on CUDA the ``gpu_*`` batch size and worker count where they are set."""
+        cuda = resolve_device(self.device).type == "cuda"
+        batch = self.gpu_batch_size if cuda and self.gpu_batch_size else self.batch_size
+        workers = self.gpu_num_workers if cuda and self.gpu_num_workers is not None else self.num_workers
+        out = {"batch_size": batch, "num_workers": workers, "device": self.device, "precision": self.precision,
+               **self.options}
         return out if self.weights is None else {**out, "weights": self.weights}
 
 
@@ -235,4 +247,5 @@ def embed_posts(paths, encoder_name: str, cfg: EmbedConfig, shard_dir: Path) -> 
     encoder = create_encoder(encoder_name, **cfg.overrides())
     inputs = encoder.read_inputs(paths)
     summary = extract(encoder, paths, shard_dir, shard_size=cfg.shard_size, progress=cfg.progress, inputs=inputs)
-    return merge_shards(shard_dir, inputs), {**summary, "device": str(encoder.device)}
+    return merge_shards(shard_dir, inputs), {**summary, "device": str(encoder.device),
+                                              "precision": encoder.config.precision}

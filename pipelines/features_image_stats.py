@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 def run(paths: Paths, params: dict) -> dict:
-    """Build and write the image_stats table and its report; returns the summary (images, processed, missing, corrupt, ...)."""
+    """Build and write the image_stats table and its report; returns the report (images, processed, corrupt, ...)."""
     t0 = time.perf_counter()
     cfg = config_from_dict(ImageStatsConfig, PARAMS[0], params.get(PARAMS[0]))
     table, summary = build_image_stats(paths, cfg)

@@ -6,7 +6,7 @@ on the labelled train posts only, early-stopped on the latest part of the train 
 default (no val label reaches the table), and cross-fitted so a train post's row never comes
 from a head that saw its label. Writes data/finetuned/protoclip.parquet, the head and
 reports/features_protoclip.json. It runs only when a model reads ``features_protoclip``
-(``smpp run`` selects it; in DVC `dvc unfreeze features_protoclip`).
+(``smpp run`` selects it; DVC: ``pipelines/optional/dvc.yaml``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 
 Optional stages (encoders and fine-tuned heads whose tables no default model reads) run only
 when some model reads one of their tables, directly or through another selected optional
-stage (``select_stages``). In ``dvc.yaml`` they are ``frozen`` for the same reason.
+stage (``select_stages``). DVC makes the same choice: they live in ``pipelines/optional/dvc.yaml``, which
+``dvc repro`` runs only for a stage a model stage in the root ``dvc.yaml`` depends on.
 """
 
 from __future__ import annotations

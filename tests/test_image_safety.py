@@ -1,9 +1,8 @@
 """Image hardening: pixel limit before decoding, corrupt/too-large counts in the stage report, paths that
-leave the image root (ingest and the image stage), and the exactness of the fast decode and measures."""
+leave the image root (ingest and the image stage); and the faster measures against plain references."""
 
 from __future__ import annotations
 
-import io
 import json
 import struct
 import zlib
@@ -55,11 +54,10 @@ def jpeg(path: Path, size=(320, 240), seed=0, **save) -> Path:
 
 @pytest.fixture
 def no_pixel_decoding(monkeypatch):
-    """Any attempt to decode pixels (PIL or OpenCV) fails the test: a refused image must stay undecoded."""
+    """Any attempt to decode pixels fails the test: a refused image must stay undecoded."""
     def refuse(*_a, **_k):
         raise AssertionError("pixels were decoded")
     monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
-    monkeypatch.setattr(cv2, "imdecode", refuse)
 
 
 # --- pixel limit ------------------------------------------------------------------------------------------------
@@ -107,7 +105,7 @@ def test_stage_report_counts_present_missing_corrupt_and_too_large(tmp_path):
         jpeg(smpd / rel[i], seed=i)
     (smpd / rel[2]).write_bytes(b"not an image at all" * 50)
     good = (smpd / rel[0]).read_bytes()
-    (smpd / rel[3]).write_bytes(good[: len(good) // 2])            # truncated: libjpeg would fill it with grey
+    (smpd / rel[3]).write_bytes(good[: len(good) // 2])            # truncated JPEG
     png_bomb(smpd / rel[4], 13_000, 13_000)
     pids = [10, 20, 30, 40, 50, 60, 70]                                  # 60: file absent; 70: no images row
     (work / "data/tables").mkdir(parents=True)
@@ -176,39 +174,7 @@ def test_image_stage_never_opens_a_path_outside_the_root(tmp_path, monkeypatch):
     assert opened == [str(inside)]
 
 
-# --- the fast paths give the reference values -------------------------------------------------------------------
-
-def exif_rotated() -> bytes:
-    exif = Image.Exif()
-    exif[0x0112] = 6  # orientation: rotate 90 degrees on display
-    return exif.tobytes()
-
-
-def pil_reference(data: bytes, target: tuple[int, int]) -> np.ndarray:
-    """PIL's draft decode, the reference the OpenCV path must reproduce byte for byte."""
-    with Image.open(io.BytesIO(data)) as im:
-        im.draft("RGB", target)
-        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
-
-
-@pytest.mark.parametrize("mode", ["RGB", "L"])
-@pytest.mark.parametrize("save", [{}, {"subsampling": 0}, {"subsampling": 1}, {"progressive": True},
-                                  {"quality": 60, "optimize": True}, {"exif": exif_rotated()}])
-@pytest.mark.parametrize("size", [(640, 480), (333, 517), (17, 9)])
-def test_opencv_jpeg_decode_equals_pil_draft_decode(tmp_path, monkeypatch, mode, save, size):
-    path = tmp_path / "a.jpg"
-    Image.open(jpeg(path, size)).convert(mode).save(path, "JPEG", **save)   # EXIF orientation 6 is not applied
-    data = path.read_bytes()
-    for longest in (max(size), max(size) // 2, max(size) // 4, max(size) // 8 + 1):
-        rgb, w, h = decode_reduced(path, longest)
-        scale = min(1.0, longest / max(size))
-        target = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
-        ref = pil_reference(data, target)
-        if (ref.shape[1], ref.shape[0]) != target:
-            ref = cv2.resize(ref, target, interpolation=cv2.INTER_AREA if ref.shape[1] >= 2 * target[0]
-                             else cv2.INTER_LINEAR)
-        assert (w, h) == size and np.array_equal(rgb, ref), longest
-
+# --- the faster measures give the reference values ------------------------------------------------------------
 
 def ref_colourfulness(rgb):
     r, g, b = (rgb[..., i].astype(np.float32) for i in range(3))
@@ -234,7 +200,8 @@ def test_measures_equal_plain_numpy_references(seed):
     mass = m.edge_mass(p.grey)
     assert np.array_equal(mass, ref_mass(p.grey))
     cols, rows = m.marginals(mass)
-    assert np.array_equal(cols, mass.astype(np.float64).sum(axis=0)) and np.array_equal(rows, mass.sum(axis=1, dtype=np.float64))
+    assert np.array_equal(cols, mass.astype(np.float64).sum(axis=0))
+    assert np.array_equal(rows, mass.sum(axis=1, dtype=np.float64))
     assert m.edge_density(p.grey) == np.count_nonzero(cv2.Canny(p.grey, m.CANNY_LOW, m.CANNY_HIGH)) / p.grey.size
     lap = m.laplacian(p.grey).astype(np.float64)
     assert m.sharpness(m.laplacian(p.grey)) == pytest.approx(lap.var(), rel=1e-12)

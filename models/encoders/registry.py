@@ -17,8 +17,9 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -41,14 +42,15 @@ class EncoderConfig:
     num_workers: int = 0         # DataLoader worker processes for preprocessing (JPEG decoding)
     device: str = "auto"         # "auto" (CUDA when available), "cpu", "cuda"
     precision: str = "auto"      # "auto" (fp16 autocast on CUDA, fp32 on CPU), "fp32", "bf16", "fp16"
+    precisions: ClassVar[tuple[str, ...]] = ("auto", "fp32", "bf16", "fp16")  # a family may allow more (text: int8)
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"encoder {self.name}: modality must be one of {MODALITIES}, got {self.modality!r}")
         if self.dim < 1 or self.batch_size < 1 or self.num_workers < 0:
             raise ValueError(f"encoder {self.name}: dim and batch_size must be >= 1, num_workers >= 0")
-        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
-            raise ValueError(f"encoder {self.name}: precision must be auto, fp32, bf16 or fp16")
+        if self.precision not in self.precisions:
+            raise ValueError(f"encoder {self.name}: precision must be one of {self.precisions}, got {self.precision!r}")
 
 
 class Encoder:
@@ -77,6 +79,10 @@ class Encoder:
     def sort_key(self, row: dict) -> float:
         """Rows are batched in this order inside a shard (text length: less padding); 0 keeps pid order."""
         return 0.0
+
+    def sort_keys(self, rows: list[dict]) -> np.ndarray:
+        """(N,) float64 ``sort_key`` of each row; an encoder overrides it when one call for many rows is cheaper."""
+        return np.array([self.sort_key(r) for r in rows], dtype=np.float64)
 
     def encode(self, items: list) -> torch.Tensor:
         """B preprocessed items -> (B, D) float32 on the CPU (runs under ``torch.inference_mode``)."""
