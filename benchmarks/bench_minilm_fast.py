@@ -85,11 +85,10 @@ def variants(batch_size: int, max_seq_length: int) -> list[tuple[str, dict, type
     the baseline."""
     fast = {"sort_by_length": True, "max_seq_length": max_seq_length, "batch_size": batch_size}
     old = {"max_seq_length": 256, "batch_size": 256}
+    tail = f"token-length order, ≤{max_seq_length} tok, batch {batch_size}"
     return [("fp32, pid order, ≤256 tok, batch 256", {**old, "precision": "fp32", "sort_by_length": False}, None),
             ("fp32, char-length order, ≤256 tok, batch 256", {**old, "precision": "fp32"}, CharSortedEncoder),
-            (f"fp32, token-length order, ≤{max_seq_length} tok, batch {batch_size}", {**fast, "precision": "fp32"}, None),
-            (f"int8, token-length order, ≤{max_seq_length} tok, batch {batch_size}", {**fast, "precision": "int8"}, None),
-            (f"bf16, token-length order, ≤{max_seq_length} tok, batch {batch_size}", {**fast, "precision": "bf16"}, None)]
+            *[(f"{p}, {tail}", {**fast, "precision": p}, None) for p in ("fp32", "int8", "bf16")]]
 
 
 def make_encoder(overrides: dict, cls: type | None):
@@ -180,7 +179,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         markdown_table(rows, args.k), "",
         "texts/s: rows of `models.extraction.extract` (one shard: sort keys, batches, shard write) per wall second, "
         "after an untimed warm-up; texts/CPU-s: per CPU second of this process (all its threads; with 1 thread "
-        "it is what one uncontended core would do, whatever else runs on the machine); × baseline and agreement are relative to the first row of the same thread count "
+        "it is about what one uncontended core would do, whatever else runs on the machine); × baseline and "
+        "agreement are relative to the first row of the same thread count "
         f"(cos: per-row cosine; top-{args.k} overlap: mean share of each text's {args.k} nearest texts kept).", ""])
     print(text)
     if str(args.out) not in ("", "."):

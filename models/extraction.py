@@ -241,11 +241,18 @@ class EmbedConfig:
 
 
 def embed_posts(paths, encoder_name: str, cfg: EmbedConfig, shard_dir: Path) -> tuple[pa.Table, dict]:
-    """Extract (resuming) and merge: the ``embed_<encoder>`` table of every post, and the summary."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    encoder = create_encoder(encoder_name, **cfg.overrides())
-    inputs = encoder.read_inputs(paths)
-    summary = extract(encoder, paths, shard_dir, shard_size=cfg.shard_size, progress=cfg.progress, inputs=inputs)
+    """Extract (resuming) and merge: the ``embed_<encoder>`` table of every post, and the summary.
+
+    ``cfg.threads`` holds for this call only (stages may share a process under ``smpp run``).
+    """
+    before = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        encoder = create_encoder(encoder_name, **cfg.overrides())
+        inputs = encoder.read_inputs(paths)
+        summary = extract(encoder, paths, shard_dir, shard_size=cfg.shard_size, progress=cfg.progress, inputs=inputs)
+    finally:
+        torch.set_num_threads(before)
     return merge_shards(shard_dir, inputs), {**summary, "device": str(encoder.device),
-                                              "precision": encoder.config.precision}
+                                              "precision": encoder.config.precision, "threads": cfg.threads}

