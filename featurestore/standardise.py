@@ -21,11 +21,14 @@ import numpy as np
 CHUNK_ROWS = 32768  # rows standardised at a time: float64 work space stays ~CHUNK_ROWS x d
 CHUNK_COLS = 64     # columns whose statistics are computed at a time (float64 work space n x CHUNK_COLS)
 CLIP_Z = 5.0
-MIN_SCALE = 1e-12   # a column with a smaller (or non-finite) spread is only centred
 
 
-def fit_standardiser(X: np.ndarray, *, impute: str = "median", missing_flags: bool = True) -> dict[str, np.ndarray]:
-    """Statistics of (n, d) training X: {'fill' (d,), 'missing_cols' (k,), 'mean' (d+k,), 'std' (d+k,)}."""
+def fit_standardiser(X: np.ndarray, *, impute: str = "median", missing_flags: bool = True,
+                     min_scale: float = 0.0) -> dict[str, np.ndarray]:
+    """Statistics of (n, d) training X: {'fill' (d,), 'missing_cols' (k,), 'mean' (d+k,), 'std' (d+k,)}.
+
+    A column whose spread is not above ``min_scale`` (or not finite) is only centred.
+    """
     if impute not in ("median", "mean"):
         raise ValueError(f"impute must be 'median' or 'mean'; got {impute!r}")
     X = np.asarray(X)
@@ -55,7 +58,7 @@ def fit_standardiser(X: np.ndarray, *, impute: str = "median", missing_flags: bo
     std = np.concatenate([stds, *flag_stds])
     return {"fill": fill, "missing_cols": np.concatenate(missing_cols),
             "mean": np.concatenate([means, *flag_means]),
-            "std": np.where(np.isfinite(std) & (std > MIN_SCALE), std, 1.0)}
+            "std": np.where(np.isfinite(std) & (std > min_scale), std, 1.0)}
 
 
 def apply_standardiser(X: np.ndarray, stats: dict[str, np.ndarray], dtype=np.float64, clip: float = CLIP_Z
@@ -78,13 +81,16 @@ def apply_standardiser(X: np.ndarray, stats: dict[str, np.ndarray], dtype=np.flo
 class Standardiser:
     """Estimator form (``fit`` on training rows, ``transform`` any rows) of the functions above."""
 
-    def __init__(self, clip: float = CLIP_Z, impute: str = "mean", missing_flags: bool = False):
+    def __init__(self, clip: float = CLIP_Z, impute: str = "mean", missing_flags: bool = False,
+                 min_scale: float = 1e-12):
         self.clip = clip
         self.impute = impute
         self.missing_flags = missing_flags
+        self.min_scale = min_scale
 
     def fit(self, x: np.ndarray) -> "Standardiser":
-        self.stats_ = fit_standardiser(x, impute=self.impute, missing_flags=self.missing_flags)
+        self.stats_ = fit_standardiser(x, impute=self.impute, missing_flags=self.missing_flags,
+                                       min_scale=self.min_scale)
         return self
 
     def transform(self, x: np.ndarray, dtype=np.float64) -> np.ndarray:
