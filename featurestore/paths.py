@@ -52,8 +52,9 @@ class Paths:
 
     @property
     def metrics(self) -> Path:
-        """The headline numbers (DVC metrics): SRC/MAE/MSE per model and split, oracle ratio."""
-        return self.reports / "metrics.json"
+        """The headline numbers (DVC metrics), one file per model: ``<model>.json`` with SRC/MAE/MSE per
+        split (and the oracle ratio in the submitted model's file), so `dvc metrics show` is a row per model."""
+        return self.reports / "metrics"
 
     @property
     def evaluation(self) -> Path:

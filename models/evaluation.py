@@ -54,13 +54,14 @@ def model_metrics(preds: pl.DataFrame, *, splits: tuple[str, ...] = SPLITS, bias
 
 def headline_metrics(evaluation: dict, splits: tuple[str, ...] = ("val", "test")) -> dict:
     """The numbers people compare across experiments (DVC's metrics file), from the full evaluation:
-    SRC, MAE and MSE per split of every model (``lgbm``, ``stack``, ``stack_<learner>``) and, on
-    simulated data, the submitted model's SRC as a fraction of the oracle's."""
+    ``{model: {split: {src, mae, mse}}}`` for every model (``lgbm``, ``stack``, ``stack_<learner>``) and,
+    on simulated data, ``oracle_ratio`` (SRC as a fraction of the oracle's) in the submitted model's entry."""
     pick = lambda m: {s: {k: m[s][k] for k in ("src", "mae", "mse")} for s in splits if s in m}  # noqa: E731
     out = {name: pick(evaluation[name]) for name in MODEL_TABLES if name in evaluation}
     out |= {f"stack_{name}": pick(m) for name, m in evaluation.get("base_learners", {}).items()}
-    if "oracle" in evaluation:
-        out["oracle_ratio"] = {s: evaluation["oracle"][s]["src_ratio"] for s in splits if s in evaluation["oracle"]}
+    if "oracle" in evaluation and evaluation.get("submitted_model") in out:
+        out[evaluation["submitted_model"]]["oracle_ratio"] = {s: evaluation["oracle"][s]["src_ratio"] for s in splits
+                                                              if s in evaluation["oracle"]}
     return out
 
 

@@ -1,7 +1,7 @@
 """The ``smpp`` command line: simulate data, run the pipeline on any SMPD directory, query the catalog.
 
   smpp simulate --posts 20000 --out data/raw/smpd     write a simulated SMPD directory
-  smpp run --smpd-dir DIR --workdir W                 ingest -> ... -> submission.json, metrics.json, W/run.json
+  smpp run --smpd-dir DIR --workdir W                 ingest -> ... -> submission.json, metrics/, W/run.json
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
   smpp predict --post post.json                       an unpublished post: prediction and conformal 80% interval

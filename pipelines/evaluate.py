@@ -1,5 +1,5 @@
 """Stage evaluate: metrics per split (SRC, MAE, MSE) -> reports/evaluation.json (all of them) and
-reports/metrics.json (the headline numbers DVC compares), plot tables, submission.json and
+reports/metrics/<model>.json (the headline numbers DVC compares), plot tables, submission.json and
 submission_report.json (every test-file post: scored by the model, by the fallback, or not submittable).
 
 On the simulated default set the oracle (noise-free expected label) is scored beside the model.
@@ -40,7 +40,7 @@ def run(paths: Paths, params: dict) -> dict:
     if paths.oracle.is_file():  # simulated data: score the oracle beside the model
         metrics["oracle"] = oracle_metrics(preds, pl.read_parquet(paths.oracle))
     write_json(paths.evaluation, metrics)          # everything: n, train split, oracle breakdown
-    write_json(paths.metrics, headline_metrics(metrics))  # DVC's metrics: what experiments compare
+    write_headline(paths.metrics, headline_metrics(metrics))  # DVC's metrics: what experiments compare
     scatter, bins = plot_tables(preds, cfg)
     paths.plots.mkdir(parents=True, exist_ok=True)
     with atomic_write(paths.plots / "pred_vs_true.csv") as tmp:
@@ -54,6 +54,16 @@ def run(paths: Paths, params: dict) -> dict:
     log.info("evaluate (%s): val SRC %.4f MAE %.4f | test SRC %.4f MAE %.4f | submission: %d posts", cfg.submit_model,
              m["val"]["src"], m["val"]["mae"], m["test"]["src"], m["test"]["mae"], len(sub["result"]))
     return metrics
+
+
+def write_headline(folder, headline: dict) -> None:
+    """One ``<model>.json`` per model under ``folder`` (files of models no longer present are removed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.json"):
+        if old.stem not in headline:
+            old.unlink()
+    for model, numbers in headline.items():
+        write_json(folder / f"{model}.json", numbers)
 
 
 def submission(paths: Paths, preds: pl.DataFrame, cfg: SubmissionConfig) -> tuple[dict, dict]:

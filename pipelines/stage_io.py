@@ -52,9 +52,9 @@ _IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                                         "reports/train_stack.json")),
     "evaluate": (("data/preds/lgbm.parquet", "data/preds/stack.parquet", _POSTS, "reports/ingest_report.json", ORACLE),
                  ("reports/submission.json", "reports/evaluation.json", "reports/submission_report.json",
-                  "reports/metrics.json", "reports/plots/pred_vs_true.csv", "reports/plots/mae_by_bin.csv")),
+                  "reports/metrics", "reports/plots/pred_vs_true.csv", "reports/plots/mae_by_bin.csv")),
     "catalog": ((_TABLES, _SPLIT, "data/features", "data/preds/lgbm.parquet", "data/preds/stack.parquet",
-                 "data/embeddings/engineered.parquet", "data/neighbours/sequence_ids.parquet", "reports/metrics.json",
+                 "data/embeddings/engineered.parquet", "data/neighbours/sequence_ids.parquet", "reports/metrics",
                  SMPD),
                 ("data/catalog.duckdb",)),
 }

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from pipelines.stage_io import overlaps, stage_io
 from run_manifest import copy_tree, manifest, ran, small_run, smpp_run  # noqa: F401 (fixture)
 
-OUTPUTS = ("reports/submission.json", "reports/metrics.json", "data/models/stack.joblib", "data/catalog.duckdb",
+OUTPUTS = ("reports/submission.json", "reports/metrics/stack.json", "data/models/stack.joblib", "data/catalog.duckdb",
            "data/preds/stack.parquet", "data/features/text.parquet")
 
 
