@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
-from featurestore.config import config_from_dict
 from featurestore.paths import Paths
 from featurestore.table_specs import list_tables
+from pipelines.stage_io import model_tables_of, stage_io, tables_at
 
 if TYPE_CHECKING:
     from pipelines.incremental import IncrementalRun
@@ -45,29 +45,9 @@ def stage_module(name: str):
     return importlib.import_module(f"pipelines.{name}")
 
 
-def model_tables_of(stage: str, params: dict) -> set[str]:
-    """The tables model stage ``stage`` (train_lgbm or train_stack) reads under ``params``."""
-    from models.train_gbdt import TrainConfig
-    from models.train_stack import StackConfig
-
-    if stage == "train_lgbm":
-        return set(config_from_dict(TrainConfig, stage, params.get(stage)).feature_groups)
-    return set(config_from_dict(StackConfig, stage, params.get(stage)).all_groups)
-
-
 def model_tables(params: dict) -> set[str]:
     """The tables the models read under ``params`` (train_lgbm's groups, every group of the stack)."""
     return model_tables_of("train_lgbm", params) | model_tables_of("train_stack", params)
-
-
-def _stage_inputs(name: str, params: dict) -> set[str]:
-    """Optional tables an optional stage reads (its encoders' embedding tables)."""
-    section = params.get(name) or {}
-    names = {f"embed_{e.replace('-', '_')}" for e in section.get("encoders", ("minilm",))} if name in (
-        "finetune_wrcr", "features_protoclip") else set()
-    names |= set(section.get("tabular", ()))
-    known = {t.name for t in list_tables()}
-    return names & known
 
 
 def select_stages(params: dict, stages: tuple[str, ...] = STAGES) -> tuple[str, ...]:
@@ -80,8 +60,8 @@ def select_stages(params: dict, stages: tuple[str, ...] = STAGES) -> tuple[str, 
         if not more:
             break
         chosen |= more
-        for s in more:
-            wanted |= _stage_inputs(s, params)
+        for s in more:  # what a chosen optional stage reads is wanted too
+            wanted |= tables_at(stage_io(s, params).inputs)
     skipped = [s for s in stages if s in OPTIONAL_STAGES and s not in chosen]
     if skipped:
         log.info("optional stages not run (no model reads their tables): %s", ", ".join(skipped))

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from featurestore.paths import Paths
-from featurestore.table_specs import get_table
+from featurestore.config import config_from_dict
+from featurestore.table_specs import get_table, list_tables
 
 SMPD = "data/raw/smpd"
 ORACLE = "data/raw/smpd.oracle.parquet"
@@ -67,17 +68,33 @@ class StageIO:
     outputs: tuple[str, ...]
 
 
-def _param_inputs(name: str, params: dict) -> tuple[str, ...]:
-    """Tables a stage reads because its params name them (model feature groups, optional heads' encoders)."""
-    from pipelines.runner import _stage_inputs, model_tables_of
+def model_tables_of(stage: str, params: dict) -> set[str]:
+    """The tables model stage ``stage`` (train_lgbm or train_stack) reads under ``params``."""
+    from models.train_gbdt import TrainConfig
+    from models.train_stack import StackConfig
 
+    if stage == "train_lgbm":
+        return set(config_from_dict(TrainConfig, stage, params.get(stage)).feature_groups)
+    return set(config_from_dict(StackConfig, stage, params.get(stage)).all_groups)
+
+
+def _param_inputs(name: str, params: dict) -> tuple[str, ...]:
+    """Tables a stage reads because its params name them (model feature groups, finetune_wrcr's
+    encoders and tabular groups)."""
     if name in ("train_lgbm", "train_stack"):
         names = model_tables_of(name, params)
-    elif name in ("finetune_wrcr", "features_protoclip"):
-        names = _stage_inputs(name, params)
+    elif name == "finetune_wrcr":
+        section = params.get(name) or {}
+        names = {f"embed_{e.replace('-', '_')}" for e in section.get("encoders", ())} | set(section.get("tabular", ()))
+        names &= {t.name for t in list_tables()}  # tabular encoders (image_stats) name no table
     else:
         return ()
     return tuple(sorted(get_table(t).path for t in names))
+
+
+def tables_at(paths: tuple[str, ...]) -> set[str]:
+    """Names of the registered tables stored at these root-relative paths."""
+    return {t.name for t in list_tables() if t.path in paths}
 
 
 def stage_io(name: str, params: dict) -> StageIO:
