@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import multiprocessing as mp
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -170,9 +171,64 @@ def _run(encoder: Encoder, inputs: pa.Table, shard_dir: Path, todo: list[int], s
                     on_shard(s, n_shards)
 
 
+def _child(encoder: Encoder, inputs: pa.Table, shard_dir: Path, shards: list[int], shard_size: int,
+           threads: int) -> None:
+    """An extraction process: the (pickled) encoder on ``shards`` only, with ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    n = sum(len(_shard_rows(s, shard_size, inputs.num_rows)) for s in shards)
+    _run(encoder, inputs, shard_dir, shards, shard_size, False, None, n)
+
+
+def _run_processes(encoder: Encoder, inputs: pa.Table, shard_dir: Path, todo: list[int], shard_size: int,
+                   progress: bool, on_shard: Callable[[int, int], None] | None, n_todo: int, processes: int) -> None:
+    """``_run`` over ``processes`` forked children (shards dealt round-robin); progress from the shard files.
+
+    Spawned, not forked (a fork of a process whose OpenMP/tokeniser thread pools have run can
+    hang): each child gets the encoder pickled, model included. A child that fails leaves only
+    whole shards behind, so a rerun resumes; its exit code is raised here.
+    """
+    ctx = mp.get_context("spawn")
+    n, n_shards = inputs.num_rows, -(-inputs.num_rows // shard_size)
+    shares = [todo[w::processes] for w in range(min(processes, len(todo)))]
+    children = [ctx.Process(target=_child, args=(encoder, inputs, shard_dir, share, shard_size,
+                                                  torch.get_num_threads()), daemon=False) for share in shares]
+    seen: set[int] = set()
+    with tqdm(total=n_todo, desc=f"embed {encoder.name} ({len(children)} processes)", unit="post",
+              disable=not progress) as bar:
+        try:
+            for child in children:
+                child.start()
+            while True:
+                alive = [c for c in children if c.is_alive()]
+                for s in todo:
+                    if s not in seen and shard_path(shard_dir, s).is_file():
+                        seen.add(s)
+                        bar.update(len(_shard_rows(s, shard_size, n)))
+                        if on_shard is not None:
+                            on_shard(s, n_shards)
+                if not alive:
+                    break
+                time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.is_alive():
+                    child.terminate()
+                child.join()
+    failed = [c.exitcode for c in children if c.exitcode != 0]
+    if failed or len(seen) != len(todo):
+        raise RuntimeError(f"{shard_dir}: {len(failed)} of {len(children)} extraction processes failed "
+                           f"(exit codes {failed}); {len(todo) - len(seen)} shards missing; rerun to resume")
+
+
 def extract(encoder: Encoder, paths, shard_dir: Path, *, shard_size: int = 4096, progress: bool = True,
-            inputs: pa.Table | None = None, on_shard: Callable[[int, int], None] | None = None) -> dict:
+            inputs: pa.Table | None = None, on_shard: Callable[[int, int], None] | None = None,
+            processes: int = 1) -> dict:
     """Embed every post of ``paths`` into shards under ``shard_dir``, resuming what is there.
+
+    ``processes`` > 1 (CPU only): the shards to do are dealt round-robin to that many spawned
+    processes, each running the model on its own shards with this process's torch thread count;
+    a shard's vectors do not depend on which process computed it. ``on_shard`` then runs here as
+    each shard file appears.
 
     ``on_shard(s, n_shards)`` runs after shard s is on disk. Returns a summary: rows, dim,
     shards, shards_reused, rows_computed, seconds, rows_per_s (of the rows computed now).
@@ -188,7 +244,9 @@ def extract(encoder: Encoder, paths, shard_dir: Path, *, shard_size: int = 4096,
     todo = [s for s in range(n_shards) if s not in done]
     n_todo = sum(len(_shard_rows(s, shard_size, len(pids))) for s in todo)
     t0 = time.perf_counter()
-    if todo:
+    if todo and processes > 1 and len(todo) > 1 and encoder.device.type == "cpu":
+        _run_processes(encoder, inputs, shard_dir, todo, shard_size, progress, on_shard, n_todo, processes)
+    elif todo:
         _run(encoder, inputs, shard_dir, todo, shard_size, progress, on_shard, n_todo)
     seconds = time.perf_counter() - t0
     return {"rows": len(pids), "dim": encoder.dim, "shards": n_shards, "shards_reused": len(done),
@@ -228,6 +286,7 @@ class EmbedConfig:
     weights: str | None = None    # None: the registry entry's default (e.g. the bundled MiniLM)
     progress: bool = True
     threads: int | None = None    # torch CPU threads (None: torch's default); 1 is faster on a busy 2-core box
+    processes: int = 1            # CPU: extraction processes, each with ``threads`` threads, shards dealt round-robin
     options: dict = field(default_factory=dict)  # more encoder config overrides, e.g. {max_seq_length: 128}
 
     def overrides(self) -> dict:
@@ -251,8 +310,10 @@ def embed_posts(paths, encoder_name: str, cfg: EmbedConfig, shard_dir: Path) -> 
             torch.set_num_threads(cfg.threads)
         encoder = create_encoder(encoder_name, **cfg.overrides())
         inputs = encoder.read_inputs(paths)
-        summary = extract(encoder, paths, shard_dir, shard_size=cfg.shard_size, progress=cfg.progress, inputs=inputs)
+        summary = extract(encoder, paths, shard_dir, shard_size=cfg.shard_size, progress=cfg.progress, inputs=inputs,
+                          processes=cfg.processes)
     finally:
         torch.set_num_threads(before)
     return merge_shards(shard_dir, inputs), {**summary, "device": str(encoder.device),
-                                              "precision": encoder.config.precision, "threads": cfg.threads}
+                                              "precision": encoder.config.precision, "threads": cfg.threads,
+                                              "processes": cfg.processes if encoder.device.type == "cpu" else 1}

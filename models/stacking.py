@@ -16,6 +16,7 @@ val or test label.
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import lightgbm as lgb
@@ -195,6 +196,7 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
     - ``meta_model_``; ``weights_``: name -> meta weight (NNLS weight, or LGBMStack gain
       share), None for a meta-estimator without ``weights_``; ``intercept_`` likewise;
     - ``base_models_``: name -> learner refitted on all train rows;
+    - ``fit_seconds_``: name -> {"folds": s, "refit": s} wall time (for logs, not for reports);
     - ``oof_metrics_``: name -> {src, mae, mse, n} on the OOF rows, plus "stack_in_sample"
       (the meta-learner scored on its own training rows, so optimistic).
     """
@@ -234,11 +236,13 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
             def step(name: str, what: str):
                 return lambda *_: (bar.set_postfix_str(f"{name} {what}"), bar.update(1))
 
-            oof = []
+            oof, self.fit_seconds_ = [], {}
             for n in names:
                 bar.set_postfix_str(f"{n} folds")
+                t0 = time.perf_counter()
                 oof.append(oof_predictions(self.base_learners[n], X, y, self.folds_, es_fraction=self.es_fraction,
                                            on_fit=step(n, "folds")))
+                self.fit_seconds_[n] = {"folds": round(time.perf_counter() - t0, 1)}
             self.oof_ = np.column_stack(oof)
             self.oof_mask_ = np.isfinite(self.oof_).all(axis=1)
             self.meta_model_ = self._make_meta().fit(self.oof_[self.oof_mask_], y[self.oof_mask_])
@@ -248,7 +252,9 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
             self.base_models_ = {}
             for n in names:
                 bar.set_postfix_str(f"{n} refit")
+                t0 = time.perf_counter()
                 self.base_models_[n] = self._refit(self.base_learners[n], X, y, postdate, X_val, y_val)
+                self.fit_seconds_[n]["refit"] = round(time.perf_counter() - t0, 1)
                 step(n, "refit")()
         self.oof_metrics_ = self._oof_metrics(names, y)
         return self

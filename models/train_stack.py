@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from functools import partial
-import tracemalloc
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,13 +97,12 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     split = frame["split"].to_numpy()
     tr, va = split == "train", split == "val"
     cats = tuple(i for i, n in enumerate(names) if n.endswith(CATEGORICAL_SUFFIX))
-    tracemalloc.start()
     t0 = time.perf_counter()
     ens = cfg.ensemble(cats, tuple(names), columns).fit(X[tr], y[tr], postdate[tr], X[va], y[va])
     seconds = time.perf_counter() - t0
-    peak = tracemalloc.get_traced_memory()[1]
-    tracemalloc.stop()
+    t1 = time.perf_counter()
     interval = fit_interval(X, y, postdate, tr, va, cats, cfg, tuple(names), columns.get("interval"))
+    timings = {**ens.fit_seconds_, "interval": round(time.perf_counter() - t1, 1)}
     base = ens.predict_base(X)
     cols = {f"pred_{k}": v for k, v in base.items()}
     if interval is not None:
@@ -112,7 +110,7 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     preds = frame.select("pid", "split", "label").with_columns(pred=pl.Series(ens.predict(X)),
                                                                 **{k: pl.Series(v) for k, v in cols.items()})
     info = {"weights": ens.weights_, "intercept": ens.intercept_, "oof_metrics": ens.oof_metrics_,
-            "fit_seconds": round(seconds, 1), "python_peak_mb": round(peak / 2**20, 1),
+            "fit_seconds": round(seconds, 1), "timings": timings,
             "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_features": len(names),
             "n_features_per_learner": {k: len(v) if v is not None else len(names) for k, v in columns.items()}
             or {k: len(names) for k in cfg.learners},

@@ -29,8 +29,9 @@ def run(paths: Paths, params: dict) -> dict:
     paths.stack_model.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(paths.stack_model) as tmp:
         joblib.dump(bundle, tmp)
-    write_json(paths.reports / "train_stack.json", {k: v for k, v in info.items() if k not in ("fit_seconds", "python_peak_mb")})
+    write_json(paths.reports / "train_stack.json", {k: v for k, v in info.items() if k not in ("fit_seconds", "timings")})
     log.info("train_stack: %s, weights %s, fit %.0f s", ", ".join(cfg.learners), info["weights"], info["fit_seconds"])
+    log.info("train_stack: seconds per learner (folds / refit): %s", info["timings"])
     return info
 
 

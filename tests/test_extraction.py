@@ -61,6 +61,32 @@ def test_resume_recomputes_only_missing_shards_identically(setup, tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
 
 
+def test_processes_write_the_same_shards_as_one_process(setup, tmp_path):
+    root, weights = setup
+    enc = _text_encoder(weights)
+    one = extract(enc, root, tmp_path / "one", shard_size=7, progress=False)
+    seen = []
+    two = extract(enc, root, tmp_path / "two", shard_size=7, progress=False, processes=2,
+                  on_shard=lambda s, n: seen.append((s, n)))
+    assert one["rows_computed"] == two["rows_computed"] == 60 and two["shards"] == 9
+    assert sorted(seen) == [(s, 9) for s in range(9)]
+    for s in range(9):  # every shard bit for bit, whichever process computed it
+        assert pq.read_table(shard_path(tmp_path / "two", s)).equals(pq.read_table(shard_path(tmp_path / "one", s)))
+    shard_path(tmp_path / "two", 4).unlink()  # resuming with processes recomputes only the missing shard
+    again = extract(enc, root, tmp_path / "two", shard_size=7, progress=False, processes=2)
+    assert again["rows_computed"] == 7 and again["shards_reused"] == 8
+    assert pq.read_table(shard_path(tmp_path / "two", 4)).equals(pq.read_table(shard_path(tmp_path / "one", 4)))
+
+
+def test_a_failing_process_is_an_error_and_leaves_whole_shards(setup, tmp_path):
+    root, weights = setup
+    enc = _text_encoder(weights)
+    enc.model = None  # every child fails on its first batch
+    with pytest.raises(RuntimeError, match="extraction processes failed"):
+        extract(enc, root, tmp_path, shard_size=7, progress=False, processes=2)
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob("shard-*"))
+
+
 def test_changed_config_or_layout_discards_old_shards(setup, tmp_path):
     root, weights = setup
     extract(_text_encoder(weights), root, tmp_path, shard_size=8, progress=False)
