@@ -189,6 +189,9 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
     ``base_learners``: name -> estimator (cloned for every fit) or zero-argument factory, each
     with the ``models.gbdt`` interface ``fit(X, y, X_val=None, y_val=None)``/``predict(X)``.
     ``meta``: "nnls", "lgbm" (seeded with ``seed``) or a meta-estimator (cloned).
+    ``fold_learners``: name -> estimator or factory for the out-of-fold fits only (a cheaper
+    budget, e.g. a larger learning rate: their predictions only weigh the learners); a name not
+    given there uses its ``base_learners`` entry. The refits always use ``base_learners``.
 
     Fitted attributes:
     - ``folds_``: the ``time_folds`` used; ``oof_``: (n_train, n_learners) OOF predictions,
@@ -202,8 +205,9 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
     """
 
     def __init__(self, base_learners: dict, *, meta="nnls", n_folds: int = 5, scheme: str = "expanding",
-                 gap: float = 0.0, es_fraction: float = 0.1, seed: int = 42):
+                 gap: float = 0.0, es_fraction: float = 0.1, seed: int = 42, fold_learners: dict | None = None):
         self.base_learners = base_learners
+        self.fold_learners = fold_learners
         self.meta = meta
         self.n_folds = n_folds
         self.scheme = scheme
@@ -229,6 +233,9 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
         if not len(X) == len(y) == len(postdate):
             raise ValueError(f"X, y, postdate lengths differ: {len(X)}, {len(y)}, {len(postdate)}")
         names = list(self.base_learners)
+        unknown = set(self.fold_learners or {}) - set(names)
+        if unknown:
+            raise ValueError(f"fold_learners names learners that are not base learners: {sorted(unknown)}")
         self.n_features_in_ = X.shape[1]
         self.folds_ = time_folds(postdate, self.n_folds, self.scheme, self.gap)
         # one step per fold model and per refit, so a long fit shows where it is and an ETA
@@ -240,7 +247,8 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
             for n in names:
                 bar.set_postfix_str(f"{n} folds")
                 t0 = time.perf_counter()
-                oof.append(oof_predictions(self.base_learners[n], X, y, self.folds_, es_fraction=self.es_fraction,
+                fold_learner = (self.fold_learners or {}).get(n, self.base_learners[n])
+                oof.append(oof_predictions(fold_learner, X, y, self.folds_, es_fraction=self.es_fraction,
                                            on_fit=step(n, "folds")))
                 self.fit_seconds_[n] = {"folds": round(time.perf_counter() - t0, 1)}
             self.oof_ = np.column_stack(oof)

@@ -40,14 +40,16 @@ class StackConfig:
     es_fraction: float = 0.1    # fold models early-stop on the latest share of their own window
     seed: int = 42
     learner_params: dict = field(default_factory=dict)  # name -> keyword arguments
+    fold_params: dict = field(default_factory=dict)  # name -> overrides of learner_params for the OOF fold fits only
     quantiles: tuple[float, ...] = (0.1, 0.9)  # LightGBM quantile models -> conformalised interval of q90 - q10
     learner_feature_groups: dict = field(default_factory=lambda: {"ppcl": list(PPCL_FEATURE_GROUPS)})
     # ^ learner -> its own groups; a learner not named reads feature_groups
 
     def __post_init__(self) -> None:
-        unknown = set(self.learner_params) - set(self.learners)
-        if unknown:
-            raise ValueError(f"train_stack.learner_params names learners not in the stack: {sorted(unknown)}")
+        for key in ("learner_params", "fold_params"):
+            unknown = set(getattr(self, key)) - set(self.learners)
+            if unknown:
+                raise ValueError(f"train_stack.{key} names learners not in the stack: {sorted(unknown)}")
 
     @property
     def all_groups(self) -> tuple[str, ...]:
@@ -78,10 +80,15 @@ class StackConfig:
     def ensemble(self, categorical: tuple[int, ...], names: tuple[str, ...] = (),
                  columns: dict[str, tuple[int, ...] | None] | None = None) -> StackedEnsemble:
         columns = columns or {}
-        base = {name: partial(create_learner, name, self.learner_params.get(name), categorical, tuple(names),
-                              columns.get(name)) for name in self.learners}
+        def learner(name: str, params: dict | None):
+            return partial(create_learner, name, params, categorical, tuple(names), columns.get(name))
+
+        base = {name: learner(name, self.learner_params.get(name)) for name in self.learners}
+        folds = {name: learner(name, {**self.learner_params.get(name, {}), **over})
+                 for name, over in self.fold_params.items() if over}
         return StackedEnsemble(base, meta=self.meta, n_folds=self.n_folds, scheme=self.scheme,
-                               gap=self.gap_days * 86400.0, es_fraction=self.es_fraction, seed=self.seed)
+                               gap=self.gap_days * 86400.0, es_fraction=self.es_fraction, seed=self.seed,
+                               fold_learners=folds)
 
 
 def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: StackConfig,

@@ -112,3 +112,14 @@ def test_ids_group_codes_only_train_users(tmp_path):
     assert table.column_names == ["pid", "postdate", "id_user_code"]
     codes = dict(zip(table["pid"].to_pylist(), table["id_user_code"].to_pylist()))
     assert codes == {1: 1, 2: 0, 3: 1, 4: None, 5: 0, 6: None}  # sorted train uids a, b -> 0, 1
+
+
+def test_fold_params_override_learner_params_for_the_fold_fits_only():
+    cfg = StackConfig(learners=("lgbm", "mlp"), learner_params={"lgbm": {"learning_rate": 0.05, "num_leaves": 15}},
+                      fold_params={"lgbm": {"learning_rate": 0.1}, "mlp": {}})
+    ens = cfg.ensemble(categorical=(), names=tuple("abcde"))
+    assert set(ens.fold_learners) == {"lgbm"}  # an empty override means the learner's own params
+    fold, refit = ens.fold_learners["lgbm"](), ens.base_learners["lgbm"]()
+    assert (fold.learning_rate, fold.num_leaves) == (0.1, 15) and (refit.learning_rate, refit.num_leaves) == (0.05, 15)
+    with pytest.raises(ValueError, match="fold_params names learners not in the stack"):
+        StackConfig(learners=("lgbm",), fold_params={"xgboost": {"learning_rate": 0.1}})

@@ -141,6 +141,22 @@ def test_meta_learner_sees_only_train_oof_rows_and_fold_models_never_see_val():
     assert ens.weights_ == {"a": 0.5, "b": 0.5}
 
 
+def test_fold_learners_fit_the_folds_and_base_learners_the_refits():
+    X, y, postdate = _rows()
+    X_val = np.column_stack([10_000 + np.arange(100), np.zeros((100, 2))])
+    fold_log: list[Recorder] = []
+    refit_log: list[Recorder] = []
+    ens = StackedEnsemble({"a": lambda: Recorder(log=refit_log), "b": lambda: Recorder(log=refit_log)},
+                          meta=RecordingMeta(), n_folds=4, fold_learners={"a": lambda: Recorder(log=fold_log)})
+    ens.fit(X, y, postdate, X_val, np.zeros(100))
+    assert len(fold_log) == 4 and len(refit_log) == 4 + 2  # "a": folds from fold_learners; "b": folds + both refits
+    assert all(m.es_ids_.max() < 10_000 for m in fold_log)
+    assert set(ens.base_models_["a"].es_ids_) == set(range(10_000, 10_100))
+    assert set(ens.fit_seconds_) == {"a", "b"} and set(ens.fit_seconds_["a"]) == {"folds", "refit"}
+    with pytest.raises(ValueError, match="not base learners"):
+        StackedEnsemble({"a": lambda: Recorder(log=[])}, fold_learners={"z": Recorder}).fit(X, y, postdate)
+
+
 def test_val_labels_only_affect_the_refits():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(500, 4))
