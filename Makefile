@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,dvc,clip]'
+	$(PY) -m pip install -q -e '.[dev,dvc,clip,serve]'
 	touch $(STAMP)
 
 repro: $(STAMP)

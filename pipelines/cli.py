@@ -5,12 +5,13 @@
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
   smpp predict --post post.json                       an unpublished post: prediction and conformal 80% interval
+  smpp serve --root W --port 8000                     the same over HTTP (POST /predict, GET /similar, /health)
   smpp similar 50731 -k 10 --html similar.html       nearest posts with labels, predictions, thumbnails
   smpp errors --top 5 --html reports/errors.html      error-analysis report with thumbnails and neighbours
 
 `smpp run` records the run in W/run.json (params, SMPD dir and fingerprint, code version, stage
 status) and skips stages whose params and inputs are unchanged since the last run into W;
-predict, similar, errors and sql read that manifest and refuse a run that is not complete.
+predict, serve, similar, errors and sql read that manifest and refuse a run that is not complete.
 Expected errors (bad input files, bad params, refused runs) print one line and exit 2 (-v: with
 the traceback); Ctrl-C exits 130.
 """
@@ -147,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                                   "neighbours (see `smpp errors --help`)", add_help=False)
     sub.add_parser("predict", help="predict unpublished posts with an interval (see `smpp predict --help`)",
                    add_help=False)
+    sub.add_parser("serve", help="HTTP service: /predict, /similar/{pid}, /health over a finished run (see "
+                                 "`smpp serve --help`; needs the serve extra)", add_help=False)
     r = sub.add_parser("run", parents=[verbose], help="run the whole pipeline on an SMPD directory and write a submission")
     r.add_argument("--smpd-dir", type=Path, required=True, help="SMPD directory (either release layout)")
     r.add_argument("--workdir", type=Path, required=True, help="where tables, models and reports are written")
@@ -194,6 +197,15 @@ def _dispatch(argv: list[str], verbose: bool) -> int:
 
         setup_logging(verbose)
         return predict.main(argv[1:])
+    if argv[:1] == ["serve"]:
+        try:
+            from pipelines import serve
+        except ModuleNotFoundError as e:  # fastapi and uvicorn are the optional extra `serve`
+            if e.name not in ("fastapi", "uvicorn"):
+                raise
+            raise SystemExit(f"smpp serve: {e.name} is not installed: pip install 'smpp[serve]'") from None
+        setup_logging(verbose)
+        return serve.main(argv[1:])
     args = build_parser().parse_args((["-v"] if verbose else []) + argv)
     setup_logging(args.verbose)
     return {"run": _run, "sql": _sql, "similar": _similar}[args.command](args)

@@ -45,7 +45,7 @@ def _third_party_imports() -> set[str]:
 
 def test_every_imported_package_is_declared():
     reqs = _requirements()
-    declared = reqs["core"] | reqs["clip"] | reqs["gpu"]
+    declared = reqs["core"] | reqs["clip"] | reqs["gpu"] | reqs["serve"]
     missing = sorted(n for n in _third_party_imports() if DIST.get(n, n).lower() not in declared)
     assert missing == []
 
@@ -53,7 +53,7 @@ def test_every_imported_package_is_declared():
 def test_dvc_and_clip_are_extras_the_make_targets_install():
     reqs = _requirements()
     assert "dvc" not in reqs["core"] and "dvc" in reqs["dvc"] and "open-clip-torch" in reqs["clip"]
-    assert "'.[dev,dvc,clip]'" in (REPO / "Makefile").read_text()
+    assert "'.[dev,dvc,clip,serve]'" in (REPO / "Makefile").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,134 @@
+"""The ``Predictor``: a finished run opened once, for ``smpp predict`` and ``smpp serve``.
+
+It holds the run's params and value bounds, the stacked model (``data/models/stack.joblib``,
+loaded once) and the run summary ``health()`` reports. ``predict(records)`` is the one code path
+from post records to predictions; ``features(records)`` is the one place that builds a new post's
+model inputs (today by rebuilding the feature groups in a scratch store, ``new_post_features``).
+
+Thread safety: ``predict`` and ``similar`` may be called from many threads at once (the service's
+threadpool). Input checks and warnings run unlocked; building the features and calling the model
+hold one lock, and so does a similar-post lookup (its first call writes the FAISS index cache).
+The feature build already uses every core (DuckDB, torch, LightGBM each run multi-threaded), so
+serialising it costs little throughput and rules out races in the libraries' global state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import cached_property
+from pathlib import Path
+
+import joblib
+import polars as pl
+import pyarrow.parquet as pq
+
+from featurestore.config import config_from_dict
+from featurestore.ingest import IngestConfig
+from featurestore.paths import Paths
+from featurestore.smpd_values import Bounds
+from models.matrix import check_columns, join_features, to_matrix
+from pipelines.fingerprint import digest_of
+from pipelines.manifest import open_run, read_manifest
+from pipelines.new_post_features import new_post_features
+from pipelines.post_input import post_warnings, validate_posts
+
+log = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("pid", "pred", "interval_lo", "interval_hi", "image_found", "warnings")
+
+
+def input_bounds(params: dict) -> Bounds:
+    """The value bounds ingest used in the run with ``params`` (new posts are checked against them)."""
+    return config_from_dict(IngestConfig, "ingest", params.get("ingest")).bounds()
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """The stack model file a Predictor loaded: ``version`` is the first 12 hex digits of its sha256."""
+
+    path: str
+    mtime: str  # ISO 8601, UTC
+    sha256: str
+
+    @property
+    def version(self) -> str:
+        return self.sha256[:12]
+
+    @classmethod
+    def of(cls, path: Path, data: bytes) -> ModelVersion:
+        """The version of model file ``path`` whose content is ``data``."""
+        mtime = datetime.fromtimestamp(Path(path).stat().st_mtime, timezone.utc).isoformat(timespec="seconds")
+        return cls(path=str(path), mtime=mtime, sha256=hashlib.sha256(data).hexdigest())
+
+
+class Predictor:
+    """Predictions for new posts from the finished run under ``paths.root`` (model loaded once)."""
+
+    def __init__(self, paths: Paths, params: dict, manifest: dict | None = None) -> None:
+        if not paths.stack_model.is_file():
+            raise FileNotFoundError(f"{paths.stack_model} not found: run `dvc repro` or `smpp run` first")
+        self.paths, self.params, self.manifest = paths, params, manifest
+        self.bounds = input_bounds(params)
+        data = paths.stack_model.read_bytes()  # read once: the version describes the very bytes loaded
+        self.bundle = joblib.load(io.BytesIO(data))
+        self.model = ModelVersion.of(paths.stack_model, data)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, root: Path, smpd_dir: Path | None = None, params_file: Path | None = None) -> Predictor:
+        """The complete run under ``root`` (``RunRefused`` otherwise; see ``pipelines.manifest.open_run``)."""
+        run = open_run(root, smpd_dir, params_file, need_smpd=True)
+        return cls(Paths(root=Path(root), smpd=run.smpd_dir), run.params, run.manifest)
+
+    @cached_property
+    def stored_posts(self) -> int:
+        return pq.ParquetFile(self.paths.table("posts")).metadata.num_rows
+
+    def features(self, records: list[dict]) -> pl.DataFrame:
+        """pid + the model's feature columns (in its order) of validated ``records``, in input order."""
+        tables = [pl.from_arrow(t) for t in new_post_features(self.paths, records, self.bundle.feature_groups,
+                                                              self.params)]
+        frame, names = join_features(tables, tables[0].select("pid"))
+        check_columns(names, self.bundle.feature_names)
+        return frame.select("pid", *names)
+
+    def predict(self, records: list) -> pl.DataFrame:
+        """pid, pred, interval_lo, interval_hi, image_found, warnings per record, in input order.
+
+        Bad records raise ``PostInputError`` (naming post and field) before any work.
+        """
+        records = validate_posts(records, self.bounds)
+        with self._lock:
+            frame = self.features(records)
+            out = pl.DataFrame({"pid": frame["pid"].to_numpy()}
+                               | self.bundle.predict(to_matrix(frame, self.bundle.feature_names)))
+        out = pl.concat([out, post_warnings(self.paths, records, out["pid"].to_list())], how="horizontal")
+        flagged = out.filter(pl.col("warnings") != "")
+        if flagged.height:
+            log.warning("%d of %d post(s) with warnings (see the warnings column): %s", flagged.height, out.height,
+                        ", ".join(sorted({c for w in flagged["warnings"] for c in w.split(";")})))
+        return out.select(OUTPUT_COLUMNS)
+
+    def similar(self, pid: int, k: int = 10) -> pl.DataFrame:
+        """The stored post ``pid`` (rank 0) and its ``k`` most similar stored posts (``smpp similar``'s
+        columns); ``KeyError`` when ``pid`` is not stored."""
+        from pipelines.analysis.similar import similar_posts
+
+        with self._lock:
+            return similar_posts(self.paths.root, pid, k=k)
+
+    def health(self) -> dict:
+        """The run summary: run id, input fingerprint, params hash, code, times, model version, stored posts."""
+        m = self.manifest if self.manifest is not None else (read_manifest(self.paths.root) or {})
+        return {"root": str(self.paths.root), "run_id": digest_of(m)[:12] if m else None,
+                "created_by": m.get("created_by"), "mode": m.get("mode"), "run_status": m.get("status"),
+                "started_at": m.get("started_at"), "finished_at": m.get("finished_at"),
+                "input_fingerprint": (m.get("inputs") or {}).get("hash"),
+                "params_hash": digest_of(self.params)[:12], "code": m.get("code"),
+                "model_version": self.model.version, "model_mtime": self.model.mtime,
+                "model_sha256": self.model.sha256[:16], "stored_posts": self.stored_posts}
