@@ -299,16 +299,37 @@ class EmbedConfig:
         return out if self.weights is None else {**out, "weights": self.weights}
 
 
-def embed_posts(paths, encoder_name: str, cfg: EmbedConfig, shard_dir: Path) -> tuple[pa.Table, dict]:
+_LOADED: dict[str, Encoder] = {}  # (name, overrides) -> encoder, for processes that embed again and again
+
+
+def loaded_encoder(encoder_name: str, overrides: dict) -> Encoder:
+    """``create_encoder(encoder_name, **overrides)``, loaded once per process and configuration.
+
+    For long-running callers (``smpp serve``: every request embeds its new posts); the cache
+    holds at most two encoders (the least recently created is dropped).
+    """
+    key = json.dumps([encoder_name, overrides], sort_keys=True, default=str)
+    if key not in _LOADED:
+        while len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = create_encoder(encoder_name, **overrides)
+    return _LOADED[key]
+
+
+def embed_posts(paths, encoder_name: str, cfg: EmbedConfig, shard_dir: Path, *,
+                reuse_encoder: bool = False) -> tuple[pa.Table, dict]:
     """Extract (resuming) and merge: the ``embed_<encoder>`` table of every post, and the summary.
 
     ``cfg.threads`` holds for this call only (stages may share a process under ``smpp run``).
+    ``reuse_encoder``: take the encoder from this process's cache (``loaded_encoder``) instead
+    of loading it for this call.
     """
     before = torch.get_num_threads()
     try:
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
-        encoder = create_encoder(encoder_name, **cfg.overrides())
+        make = loaded_encoder if reuse_encoder else lambda name, over: create_encoder(name, **over)
+        encoder = make(encoder_name, cfg.overrides())
         inputs = encoder.read_inputs(paths)
         summary = extract(encoder, paths, shard_dir, shard_size=cfg.shard_size, progress=cfg.progress, inputs=inputs,
                           processes=cfg.processes)

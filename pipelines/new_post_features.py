@@ -64,8 +64,8 @@ def _embedding_rows(name: str, alone: Paths, params: dict, scratch: Path) -> pa.
     if encoder is None:
         raise ValueError(f"smpp predict: {name} is not the output of a frozen per-post encoder; only encoder tables "
                          "(e.g. embed_minilm) can be model inputs of new posts")
-    cfg = config_from_dict(EmbedConfig, name, {**(params.get(name) or {}), "progress": False})
-    table, _ = embed_posts(alone, encoder, cfg, shard_dir=scratch / f"{name}-shards")
+    cfg = config_from_dict(EmbedConfig, name, {**(params.get(name) or {}), "progress": False, "processes": 1})
+    table, _ = embed_posts(alone, encoder, cfg, shard_dir=scratch / f"{name}-shards", reuse_encoder=True)
     return embedding_columns(table, embedding_prefix(name))
 
 

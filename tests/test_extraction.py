@@ -154,3 +154,18 @@ def test_embed_minilm_stage_writes_merged_table_and_resumes(setup):
     again = embed_minilm.run(root, params)  # everything on disk already: nothing is recomputed
     assert again["rows_computed"] == 0 and pq.read_table(root.table("embed_minilm")).equals(table)
     assert json.loads((root.reports / "embed_minilm.json").read_text())["rows"] == 60
+
+
+def test_loaded_encoder_is_loaded_once_per_configuration(setup):
+    from models.extraction import _LOADED, loaded_encoder
+
+    _, weights = setup
+    _LOADED.clear()
+    over = test_overrides("minilm", weights)
+    a = loaded_encoder("minilm", over)
+    assert loaded_encoder("minilm", dict(over)) is a  # same configuration: the same loaded model
+    b = loaded_encoder("minilm", {**over, "batch_size": 3})
+    assert b is not a and b.config.batch_size == 3
+    loaded_encoder("minilm", {**over, "batch_size": 5})
+    assert len(_LOADED) == 2 and loaded_encoder("minilm", over) is not a  # at most two kept: a was dropped
+    _LOADED.clear()
