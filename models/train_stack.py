@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from models.learners import create_learner
+from models.learners import LEARNERS, create_learner
 from models.matrix import to_matrix
 from models.intervals import ConformalInterval
 from models.stacking import StackedEnsemble, fit_internal_es
@@ -46,10 +46,14 @@ class StackConfig:
     # ^ learner -> its own groups; a learner not named reads feature_groups
 
     def __post_init__(self) -> None:
-        for key in ("learner_params", "fold_params"):
-            unknown = set(getattr(self, key)) - set(self.learners)
+        # entries of known learners not in the stack are kept unused (switching a learner on is one list edit)
+        for key in ("learner_params", "fold_params", "learner_feature_groups"):
+            unknown = set(getattr(self, key)) - set(LEARNERS) - ({"interval"} if key == "learner_feature_groups" else set())
             if unknown:
-                raise ValueError(f"train_stack.{key} names learners not in the stack: {sorted(unknown)}")
+                raise ValueError(f"train_stack.{key} names unknown learners {sorted(unknown)}; known: {sorted(LEARNERS)}")
+        unknown = set(self.learners) - set(LEARNERS)
+        if unknown:
+            raise ValueError(f"train_stack.learners: unknown {sorted(unknown)}; known: {sorted(LEARNERS)}")
 
     @property
     def all_groups(self) -> tuple[str, ...]:
@@ -85,7 +89,7 @@ class StackConfig:
 
         base = {name: learner(name, self.learner_params.get(name)) for name in self.learners}
         folds = {name: learner(name, {**self.learner_params.get(name, {}), **over})
-                 for name, over in self.fold_params.items() if over}
+                 for name, over in self.fold_params.items() if over and name in self.learners}
         return StackedEnsemble(base, meta=self.meta, n_folds=self.n_folds, scheme=self.scheme,
                                gap=self.gap_days * 86400.0, es_fraction=self.es_fraction, seed=self.seed,
                                fold_learners=folds)

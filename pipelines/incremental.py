@@ -158,8 +158,10 @@ class IncrementalRun:
                     for rel in stage_io(name, self.params).outputs:
                         if rel not in PERSIST:
                             self._move(rel, self.stash, self.root)
-                    rec.update({k: v for k, v in self.prev[name].items() if k not in ("status", "seconds", "reason", "cost")},
-                               status="skipped", seconds=0.0, reason="unchanged")
+                    prev = self.prev[name]
+                    rec.update({k: v for k, v in prev.items() if k not in ("status", "seconds", "reason", "cost")},
+                               status="skipped", seconds=0.0, reason="unchanged",
+                               computed_cost=prev.get("cost") or prev.get("computed_cost"))  # of the run that made them
                     log.info("stage %s skipped (unchanged)", name)
                     self._save()
                     continue

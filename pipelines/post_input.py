@@ -50,7 +50,15 @@ TYPE_REASONS = frozenset({"not a number", "not an integer", "not a string", "mis
 
 
 class PostInputError(ValueError):
-    """Bad ``smpp predict`` input; the message names the file, or the post and the field."""
+    """Bad ``smpp predict`` input; the message names the file, or the post and the field.
+
+    ``problems``: [{post (0-based index), field (None: the whole post), message}] for bad posts
+    (every problem, also those the message leaves out); [] for a bad file.
+    """
+
+    def __init__(self, message: str, problems: list[dict] | None = None):
+        super().__init__(message)
+        self.problems = problems or []
 
 
 def load_posts(path: Path) -> list:
@@ -80,26 +88,28 @@ def validate_posts(records: list, bounds: Bounds = Bounds()) -> list[dict]:
     renamed (``timezone_timezone_id`` -> ``timezone_id``)."""
     if not records:
         raise PostInputError("no posts given")
-    errors: list[tuple[int, str]] = []
+    errors: list[tuple[int, str | None, str]] = []  # (post, field or None, message)
     posts: dict[int, dict] = {}
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            errors.append((i, f"post {i}: expected a JSON object with SMPD fields, got {type(rec).__name__}"))
+            errors.append((i, None, f"post {i}: expected a JSON object with SMPD fields, got {type(rec).__name__}"))
             continue
         rec = {RENAMES.get(k, k): v for k, v in rec.items()}
-        errors += [(i, f"post {i}: unknown field {k!r} (not an SMPD field; see `smpp predict --help`)")
+        errors += [(i, k, f"post {i}: unknown field {k!r} (not an SMPD field; see `smpp predict --help`)")
                    for k in rec if k not in FIELDS]
-        errors += [(i, f"post {i}: field {k!r} is required") for k in REQUIRED if k not in rec]
+        errors += [(i, k, f"post {i}: field {k!r} is required") for k in REQUIRED if k not in rec]
         posts[i] = rec
     for name, kind in FIELDS.items():
         rows = [i for i, rec in posts.items() if name in rec]
         if rows:
-            errors += _field_errors(name, kind, rows, [posts[i][name] for i in rows], bounds)
-    errors += _duplicate_pids(posts)
+            errors += [(i, name, m) for i, m in _field_errors(name, kind, rows, [posts[i][name] for i in rows], bounds)]
+    errors += [(i, "Pid", m) for i, m in _duplicate_pids(posts)]
     if errors:
-        lines = [m for _, m in sorted(errors, key=lambda e: e[0])]
+        errors.sort(key=lambda e: e[0])
+        lines = [m for _, _, m in errors]
         more = f"; and {len(lines) - MAX_ERRORS} more" if len(lines) > MAX_ERRORS else ""
-        raise PostInputError("; ".join(lines[:MAX_ERRORS]) + more)
+        raise PostInputError("; ".join(lines[:MAX_ERRORS]) + more,
+                             [{"post": i, "field": f, "message": m} for i, f, m in errors])
     return [posts[i] for i in range(len(records))]
 
 

@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
 import polars as pl
@@ -37,8 +36,6 @@ from pipelines.predictor import Predictor
 log = logging.getLogger(__name__)
 
 MAX_POSTS = 1000  # per request: a bigger batch would hold the model lock for minutes
-_POST = re.compile(r"(?:^|; )post (\d+): ")
-_FIELD = re.compile(r"^(?:unknown )?field '([^']*)'")
 
 
 class BadRequest(Exception):
@@ -65,17 +62,8 @@ def parse_body(body: bytes) -> list:
 
 
 def input_problems(error: PostInputError) -> list[dict]:
-    """[{post, field, message}] of a ``PostInputError`` message (``post 2: field 'Title': ...; ...``);
-    field is None where the problem is the whole post; [] for a message naming no post."""
-    text = re.sub(r"; and \d+ more$", "", str(error))
-    starts = list(_POST.finditer(text))
-    out = []
-    for m, nxt in zip(starts, starts[1:] + [None]):
-        message = text[m.end(): nxt.start() if nxt else len(text)]
-        field = _FIELD.match(message)
-        out.append({"post": int(m.group(1)), "field": field.group(1) if field else None,
-                    "message": f"post {m.group(1)}: {message}"})
-    return out
+    """[{post, field, message}] of a ``PostInputError`` (field None where the problem is the whole post)."""
+    return list(error.problems)
 
 
 def prediction_rows(preds: pl.DataFrame) -> list[dict]:

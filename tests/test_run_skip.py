@@ -41,6 +41,9 @@ def test_unchanged_rerun_runs_nothing(small_run, tmp_path, caplog):
     assert m["status"] == "complete" and ran(work) == set()
     assert {r["status"] for r in m["stages"].values()} == {"skipped"}
     assert sum("skipped (unchanged)" in r.getMessage() for r in caplog.records) == len(m["stages"])
+    first = json.loads((base / "run.json").read_text())["stages"]
+    for name, rec in m["stages"].items():  # a skipped stage keeps the cost of the run that computed it
+        assert rec["computed_cost"] == first[name]["cost"] and "cost" not in rec
     assert _files(work) == before  # nothing rewritten, nothing left aside
 
 

@@ -121,5 +121,9 @@ def test_fold_params_override_learner_params_for_the_fold_fits_only():
     assert set(ens.fold_learners) == {"lgbm"}  # an empty override means the learner's own params
     fold, refit = ens.fold_learners["lgbm"](), ens.base_learners["lgbm"]()
     assert (fold.learning_rate, fold.num_leaves) == (0.1, 15) and (refit.learning_rate, refit.num_leaves) == (0.05, 15)
-    with pytest.raises(ValueError, match="fold_params names learners not in the stack"):
-        StackConfig(learners=("lgbm",), fold_params={"xgboost": {"learning_rate": 0.1}})
+    quiet = StackConfig(learners=("lgbm",), fold_params={"xgboost": {"learning_rate": 0.1}},
+                        learner_params={"ppcl": {"max_epochs": 3}})  # known learners, off: kept unused
+    assert set(quiet.ensemble(categorical=(), names=tuple("abcde")).fold_learners) == set()
+    for bad in ({"fold_params": {"xgbost": {}}}, {"learner_params": {"lgb": {}}}, {"learners": ("lgbm", "svm")}):
+        with pytest.raises(ValueError, match="unknown"):
+            StackConfig(**{"learners": ("lgbm",), **bad})
