@@ -54,7 +54,7 @@ def test_a_format_error_is_one_line_naming_file_row_and_field(tiny_smpd, tmp_pat
 
 @pytest.mark.parametrize("text, words", [
     ("features_txt:\n  svd_components: 4\n", "unknown params section(s) ['features_txt']"),
-    ("train_stack:\n  learners: [lgbm]\n  learner_params: {xgboost: {}}\n", "learner_params names learners"),
+    ("train_stack:\n  learners: [lgbm]\n  learner_params: {xgbost: {}}\n", "learner_params names unknown learners"),
     ("split: [1, 2\n", "not valid YAML"),
     ("- a list\n", "params must be a mapping of sections"),
 ])
