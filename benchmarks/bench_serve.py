@@ -8,7 +8,9 @@ posts are stored test posts read back from the SMPD files and sent as new ones
 (``featurestore.new_posts.stored_records``); their predictions are checked against the
 pipeline's stored ones. Prints a Markdown table; writes ``--out`` (JSON).
 
-    python -m benchmarks.bench_serve [--root .] [--n 20] [--batch 100] [--threads 8]
+    python -m benchmarks.bench_serve [--root .] [--n 20] [--batch 100] [--threads 8] [--breakdown 30]
+
+``--breakdown``: afterwards, in-process, the median milliseconds of each part of a one-post call.
 """
 
 from __future__ import annotations
@@ -37,13 +39,14 @@ OUT = Path(__file__).resolve().parent / "results" / "serve.json"
 
 
 def test_posts(paths: Paths, n: int) -> tuple[list[dict], pl.DataFrame]:
-    """Records of the first ``n`` test-split posts (as new posts) and their stored predictions."""
-    stored = pl.read_parquet(paths.table("predictions_stack")).filter(pl.col("split") == "test").sort("pid")[:n]
+    """Records of the first ``n`` posts to predict (as new posts) and their stored predictions: the
+    test split of a holdout run (dvc repro; read from the SMPD train files), else the unlabelled
+    posts of a submit run (split ``predict``; from the SMPD test files)."""
+    preds = pl.read_parquet(paths.table("predictions_stack"))
+    split = "test" if (preds["split"] == "test").any() else "predict"
+    stored = preds.filter(pl.col("split") == split).sort("pid")[:n]
     pids = [int(p) for p in stored["pid"]]
-    try:  # holdout runs (dvc repro): test posts come from the train files; submit runs: from the test files
-        records = stored_records(paths.smpd_dir, pids)
-    except KeyError:
-        records = stored_records(paths.smpd_dir, pids, split="test")
+    records = stored_records(paths.smpd_dir, pids, split="train" if split == "test" else "test")
     return records, stored
 
 
@@ -111,6 +114,48 @@ def measure(client: httpx.Client, reqs: list[list[dict]], threads: int) -> dict:
             "throughput_requests_per_s": len(reqs) / wall, "throughput_posts_per_s": len(reqs) * len(reqs[0]) / wall}
 
 
+PARTS = {"pipelines.online_features": ("new_post_tables", "sql_groups_rows", "text_rows", "image_stats_table"),
+         "pipelines.predictor": ("post_warnings", "to_matrix")}
+
+
+def breakdown(root: Path, smpd_dir: Path | None, records: list[dict], repeat: int) -> dict:
+    """In-process: median ms per part of a one-post ``Predictor.predict`` (parsing, the SQL groups,
+    text, image statistics, the engineered embedding and neighbour search, the model, warnings)."""
+    import importlib
+
+    from pipelines.predictor import Predictor
+
+    predictor = Predictor.open(root, smpd_dir)
+    spent: dict[str, list[float]] = {}
+
+    def timed(name, fn):
+        def wrapper(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent.setdefault(name, []).append(time.perf_counter() - t0)
+        return wrapper
+
+    for module, names in PARTS.items():
+        mod = importlib.import_module(module)
+        for name in names:
+            setattr(mod, name, timed(name, getattr(mod, name)))
+    online = predictor.online
+    if online.lookup is not None:
+        online.encoder.transform = timed("embedding", online.encoder.transform)
+        online.lookup.rows = timed("neighbours", online.lookup.rows)
+    predictor.bundle.predict = timed("model", predictor.bundle.predict)
+    totals = []
+    for i in range(repeat):
+        t0 = time.perf_counter()
+        predictor.predict([records[i % len(records)]])
+        totals.append(time.perf_counter() - t0)
+    ms = {name: round(1000 * float(np.median(v[-repeat:])), 2) for name, v in spent.items()}
+    return {"posts": 1, "repeat": repeat, "median_total_ms": round(1000 * float(np.median(totals)), 2),
+            "median_ms_per_part": ms}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--root", type=Path, default=Path("."), help="work root of a finished run (default: .)")
@@ -119,6 +164,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=100, help="posts per batch request (default: 100)")
     ap.add_argument("--threads", type=int, default=8, help="concurrent client threads (default: 8)")
     ap.add_argument("--out", type=Path, default=OUT, help=f"results JSON (default: {OUT})")
+    ap.add_argument("--breakdown", type=int, default=30,
+                    help="one-post calls timed per part in-process after the HTTP runs (0: skip; default 30)")
     args = ap.parse_args(argv)
     run = open_run(args.root, args.smpd_dir, need_smpd=True)
     records, stored = test_posts(Paths(root=args.root, smpd=run.smpd_dir), max(args.batch, args.n))
@@ -142,19 +189,23 @@ def main(argv: list[str] | None = None) -> None:
               "cpus": os.cpu_count(), "root": str(Path(args.root).resolve()), "stored_posts": health["stored_posts"],
               "model_version": health["model_version"], "load_s": load_s, "rss_after_load_mib": rss_loaded["VmRSS"],
               "rss_after_requests_mib": rss_end["VmRSS"], "rss_peak_mib": rss_end["VmHWM"],
-              "first_request_s": first_s, "max_abs_diff_vs_pipeline": diff, "results": results}
+              "first_request_s": first_s, "max_abs_diff_vs_pipeline": diff, "results": results,
+              "breakdown": breakdown(args.root, args.smpd_dir, records, args.breakdown) if args.breakdown else None}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"`python -m benchmarks.bench_serve --n {args.n} --batch {args.batch} --threads {args.threads}` "
           f"({report['stored_posts']} stored posts, {report['cpu']}, {report['cpus']} CPUs, {report['date']})\n")
     print(f"load (process start to healthy) {load_s:.1f} s; RSS after load {rss_loaded['VmRSS']:.0f} MiB, after the "
           f"requests {rss_end['VmRSS']:.0f} MiB (peak {rss_end['VmHWM']:.0f}); first {args.batch}-post request "
           f"{first_s:.2f} s; max abs diff vs the pipeline {diff:.1e}\n")
-    print(f"| posts / request | requests | p50 s | p95 s | p99 s | {args.threads} threads: req/s | posts/s | p50 s |")
+    print(f"| posts / request | requests | p50 ms | p95 ms | p99 ms | {args.threads} threads: req/s | posts/s "
+          "| p50 ms |")
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        print(f"| {r['posts_per_request']} | {r['requests']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | {r['p99_s']:.2f} "
-              f"| {r['throughput_requests_per_s']:.2f} | {r['throughput_posts_per_s']:.1f} | "
-              f"{r['concurrent_p50_s']:.2f} |")
+        print(f"| {r['posts_per_request']} | {r['requests']} | {1000 * r['p50_s']:.1f} | {1000 * r['p95_s']:.1f} | "
+              f"{1000 * r['p99_s']:.1f} | {r['throughput_requests_per_s']:.2f} | {r['throughput_posts_per_s']:.1f} | "
+              f"{1000 * r['concurrent_p50_s']:.1f} |")
+    if report["breakdown"]:
+        print(f"\none post in-process, median ms per part: {report['breakdown']}")
     print(f"\nwritten: {args.out}")
 
 

@@ -10,7 +10,9 @@ shape with L2-normalised rows, so retrieval works on any of them unchanged.
 Numeric columns are standardised with means and SDs of the train split only, clipped, and
 nulls / NaNs become 0 (the train mean) after standardising. Each block is scaled by
 ``weight / sqrt(columns)`` so that its expected squared norm is ``weight**2`` whatever its
-width; then each row is L2-normalised (an all-zero row stays zero).
+width; then each row is L2-normalised (an all-zero row stays zero). What is learned on train
+(each block's standardiser, each level's vocabulary) is an ``EngineeredEncoder``, which the
+stage saves; a new post's vector is the loaded encoder's transform of its own inputs.
 """
 
 from __future__ import annotations
@@ -107,17 +109,24 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 # ---------------------------------------------------------------- the engineered embedding
 
-def _numeric_block(frame: pl.DataFrame, prefix: str, train: np.ndarray, clip: float) -> np.ndarray:
+def _numeric_columns(frame: pl.DataFrame, prefix: str) -> list[str]:
     cols = [c for c in frame.columns if c.startswith(prefix)]
     if not cols:
         raise ValueError(f"embed_engineered: no columns starting with {prefix!r}")
-    x = frame.select(pl.col(cols).cast(pl.Float64)).to_numpy()  # (N, D_block), NaN for null
-    return Standardiser(clip).fit(x[train]).transform(x)
+    return cols
 
 
-def _one_hot(values: pl.Series, train: np.ndarray) -> np.ndarray:
-    """(N, V) one-hot over the values seen in train rows (others, and nulls, are all-zero)."""
-    vocab = sorted({v for v in values.filter(pl.Series(train)).to_list() if v is not None})
+def _numeric_values(frame: pl.DataFrame, cols: list[str]) -> np.ndarray:
+    """(N, len(cols)) float64, NaN for null."""
+    return frame.select(pl.col(cols).cast(pl.Float64)).to_numpy()
+
+
+def _polars(frame: pl.DataFrame | pa.Table) -> pl.DataFrame:
+    return pl.from_arrow(frame) if isinstance(frame, pa.Table) else frame
+
+
+def _one_hot(values: pl.Series, vocab: list) -> np.ndarray:
+    """(N, V) one-hot over ``vocab`` (other values, and nulls, are all-zero); at least one column."""
     code = {v: i for i, v in enumerate(vocab)}
     out = np.zeros((len(values), max(len(vocab), 1)))
     idx = np.array([code.get(v, -1) for v in values.to_list()], dtype=np.int64)
@@ -126,39 +135,91 @@ def _one_hot(values: pl.Series, train: np.ndarray) -> np.ndarray:
     return out
 
 
-def _read_inputs(paths, cfg: EngineeredEmbeddingConfig) -> pl.DataFrame:
-    """split (pid, postdate, split) left-joined with the blocks' source tables, sorted by pid."""
-    frame = pl.read_parquet(paths.table("split"), columns=["pid", "postdate", "split"]).sort("pid")
-    sources = [(cfg.text_table, cfg.text_prefix, cfg.text_weight),
-               (cfg.image_table, cfg.image_prefix, cfg.image_weight)]
-    for table, prefix, weight in sources:
+class EngineeredEncoder:
+    """The engineered embedding as an estimator: ``fit`` on the train rows, ``transform`` any rows.
+
+    Fitted: ``numeric_`` -- per numeric block (text, image) with a positive weight, its weight,
+    columns and ``Standardiser``; ``vocab_`` -- per category level, ``(level, the sorted values
+    seen in train rows)``; ``dim_`` -- the embedding width D. ``transform`` is row-wise: a row's vector
+    depends on that row and the fitted state only.
+    """
+
+    def __init__(self, cfg: EngineeredEmbeddingConfig = EngineeredEmbeddingConfig()):
+        self.cfg = cfg
+
+    def fit(self, frame: pl.DataFrame | pa.Table, train: np.ndarray) -> "EngineeredEncoder":
+        """frame: the blocks' input columns (``engineered_inputs``: ``text_svd_*``, ``img_*``, category
+        levels), N rows; train: (N,) bool, the rows whose statistics and vocabularies are learned."""
+        cfg, train, frame = self.cfg, np.asarray(train, bool), _polars(frame)
+        self.numeric_ = []
+        for prefix, weight in ((cfg.text_prefix, cfg.text_weight), (cfg.image_prefix, cfg.image_weight)):
+            if weight > 0:
+                cols = _numeric_columns(frame, prefix)
+                scaler = Standardiser(cfg.clip).fit(_numeric_values(frame, cols)[train])
+                self.numeric_.append((weight, cols, scaler))
+        self.vocab_ = []
+        if cfg.category_weight > 0:
+            for level in cfg.category_levels:
+                seen = frame[level].filter(pl.Series(train)).to_list()
+                self.vocab_.append((level, sorted({v for v in seen if v is not None})))
+        self.dim_ = (sum(len(cols) for _, cols, _ in self.numeric_)
+                     + sum(max(len(v), 1) for _, v in self.vocab_))
+        return self
+
+    def transform(self, frame: pl.DataFrame | pa.Table) -> np.ndarray:
+        """Inputs (N rows, the fitted columns; others are ignored) -> L2-normalised (N, D) float32 embedding."""
+        frame = _polars(frame)
+        blocks = []  # each scaled to an expected squared norm of weight**2 on train rows
+        for weight, cols, scaler in self.numeric_:
+            z = scaler.transform(_numeric_values(frame, cols))  # (N, D_block), unit variance on train
+            blocks.append(z * (weight / np.sqrt(z.shape[1])))
+        if self.vocab_:  # one unit vector per level
+            onehot = np.hstack([_one_hot(frame[level], vocab) for level, vocab in self.vocab_])
+            blocks.append(onehot * (self.cfg.category_weight / np.sqrt(len(self.vocab_))))
+        return l2_normalise(np.hstack(blocks)).astype(np.float32)  # (N, D)
+
+
+def engineered_inputs(keys: pl.DataFrame, text: pl.DataFrame | None, image: pl.DataFrame | None,
+                      categories: pl.DataFrame | None, cfg: EngineeredEmbeddingConfig) -> pl.DataFrame:
+    """What the encoder reads: ``keys`` (pid, ...) left-joined with the text rows' ``text_svd_*``, the
+    image-statistics rows' ``img_*`` and the categories' levels (each keyed by pid), sorted by pid.
+
+    A source whose block has weight 0 is not read (may be None); a post missing from a source
+    gets nulls there, which the encoder treats as missing values / unseen categories.
+    """
+    frame = keys.sort("pid")
+    for src, prefix, weight in ((text, cfg.text_prefix, cfg.text_weight), (image, cfg.image_prefix, cfg.image_weight)):
         if weight > 0:
-            src = pl.read_parquet(paths.table(table))
             cols = [c for c in src.columns if c.startswith(prefix)]
             frame = frame.join(src.select("pid", *cols), on="pid", how="left")
     if cfg.category_weight > 0:
-        cats = pl.read_parquet(paths.table("categories"), columns=["pid", *cfg.category_levels])
-        frame = frame.join(cats, on="pid", how="left")
+        frame = frame.join(categories.select("pid", *cfg.category_levels), on="pid", how="left")
     return frame.sort("pid")
+
+
+def _read_inputs(paths, cfg: EngineeredEmbeddingConfig) -> pl.DataFrame:
+    """split (pid, postdate, split) with the encoder's inputs (``engineered_inputs``), sorted by pid."""
+    def read(table: str, weight: float, columns: list[str] | None = None) -> pl.DataFrame | None:
+        return pl.read_parquet(paths.table(table), columns=columns) if weight > 0 else None
+
+    keys = pl.read_parquet(paths.table("split"), columns=["pid", "postdate", "split"])
+    return engineered_inputs(keys, read(cfg.text_table, cfg.text_weight), read(cfg.image_table, cfg.image_weight),
+                             read("categories", cfg.category_weight, ["pid", *cfg.category_levels]), cfg)
 
 
 def engineered_matrix(frame: pl.DataFrame, train: np.ndarray, cfg: EngineeredEmbeddingConfig) -> np.ndarray:
     """Inputs (N rows) and a train mask (N,) -> L2-normalised (N, D) float32 embedding."""
-    blocks = []  # each scaled to an expected squared norm of weight**2
-    for prefix, weight in ((cfg.text_prefix, cfg.text_weight), (cfg.image_prefix, cfg.image_weight)):
-        if weight > 0:
-            z = _numeric_block(frame, prefix, train, cfg.clip)  # (N, D_block), unit variance on train
-            blocks.append(z * (weight / np.sqrt(z.shape[1])))
-    if cfg.category_weight > 0:  # one unit vector per level
-        onehot = np.hstack([_one_hot(frame[level], train) for level in cfg.category_levels])
-        blocks.append(onehot * (cfg.category_weight / np.sqrt(len(cfg.category_levels))))
-    x = np.hstack(blocks)  # (N, D)
-    return l2_normalise(x).astype(np.float32)
+    return EngineeredEncoder(cfg).fit(frame, train).transform(frame)
+
+
+def build_engineered(paths, cfg: EngineeredEmbeddingConfig) -> tuple[pa.Table, EngineeredEncoder]:
+    """The ``embed_engineered`` table for every post of the split and the encoder fitted on its train rows."""
+    frame = _read_inputs(paths, cfg)
+    encoder = EngineeredEncoder(cfg).fit(frame, (frame["split"] == "train").to_numpy())
+    emb = encoder.transform(frame)
+    return embedding_table(frame["pid"].to_numpy(), frame["postdate"].to_numpy(), emb), encoder
 
 
 def engineered_embeddings(paths, cfg: EngineeredEmbeddingConfig) -> pa.Table:
     """The ``embed_engineered`` table for every post of the split (``paths``: ``featurestore.paths.Paths``)."""
-    frame = _read_inputs(paths, cfg)
-    train = (frame["split"] == "train").to_numpy()
-    emb = engineered_matrix(frame, train, cfg)
-    return embedding_table(frame["pid"].to_numpy(), frame["postdate"].to_numpy(), emb)
+    return build_engineered(paths, cfg)[0]

@@ -60,7 +60,7 @@ class SequenceConfig:
                            seed=self.seed, use_gpu=True)
 
 
-def _inputs(paths, cfg: SequenceConfig) -> tuple[pl.DataFrame, np.ndarray]:
+def sequence_inputs(paths, cfg: SequenceConfig) -> tuple[pl.DataFrame, np.ndarray]:
     """Posts of the embedding table (sorted by pid) with split, visible label and user; and emb (N, D)."""
     pid, _, emb = read_embeddings(paths.table(cfg.embedding))
     order = np.argsort(pid, kind="stable")
@@ -157,36 +157,42 @@ def neighbour_id_columns(ids: np.ndarray, sims: np.ndarray, pids: np.ndarray, l:
     return cols
 
 
-def sequence_tables(paths, cfg: SequenceConfig, only: np.ndarray | None = None) -> tuple[pa.Table, pa.Table]:
-    """``(features_sequence, sequence_ids)`` for every post of the embedding table, sorted by pid.
+def neighbour_tables(pid: np.ndarray, postdate: np.ndarray, uid_code: np.ndarray, y_visible: np.ndarray,
+                     found: tuple[np.ndarray, np.ndarray], labelled: tuple[np.ndarray, np.ndarray] | None, l: int
+                     ) -> tuple[pa.Table, pa.Table]:
+    """``(features_sequence, sequence_ids)`` rows, one per row of the arrays, in their order.
 
-    only: pids (M,) to compute rows for (``smpp predict``: new posts against the whole store);
-    the tables then hold those rows alone, equal to the same rows of a full run.
+    pid, postdate, uid_code, y_visible: (N,) as in ``neighbour_features``; found: ``(ids, sims)``
+    (N, k) of the neighbour search, row numbers of these arrays; labelled: the same of the
+    search among visible labels (``seq_lab_*`` columns), or None.
     """
-    frame, emb = _inputs(paths, cfg)
+    ids, sims = found
+    feats = (neighbour_features(ids, sims, postdate, uid_code, y_visible)
+             | neighbour_columns(ids, sims, postdate, uid_code, y_visible, l))
+    if labelled is not None:
+        lab = neighbour_features(*labelled, postdate, uid_code, y_visible)
+        feats |= {"seq_lab_" + n.removeprefix("seq_"): v for n, v in lab.items() if n != "seq_label_count"}
+    key = {"pid": pa.array(pid, pa.int64()), "postdate": pa.array(postdate, pa.int64())}
+    features = pa.table({**key, **{n: pa.array(v, pa.float64(), from_pandas=True) for n, v in feats.items()}})
+    return features, pa.table({**key, **neighbour_id_columns(ids, sims, pid, l)})
+
+
+def sequence_tables(paths, cfg: SequenceConfig) -> tuple[pa.Table, pa.Table]:
+    """``(features_sequence, sequence_ids)`` for every post of the embedding table, sorted by pid
+    (new posts: ``featurestore.sequence_online.NeighbourLookup``)."""
+    frame, emb = sequence_inputs(paths, cfg)
     pids = frame["pid"].to_numpy()
     postdate = frame["postdate"].to_numpy().astype(np.int64)
-    rows = None if only is None else np.isin(pids, only)
-    ids, sims = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method=cfg.index, tiebreak=pids,
-                                     config=cfg.index_config(), train_mask=(frame["split"] == "train").to_numpy(),
-                                     rows=rows)
-    uid_code = frame["uid_code"].to_numpy()
+    found = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method=cfg.index, tiebreak=pids,
+                                 config=cfg.index_config(), train_mask=(frame["split"] == "train").to_numpy())
     y_visible = frame["y_visible"].fill_null(np.nan).to_numpy().astype(np.float64)
-    feats = (neighbour_features(ids, sims, postdate, uid_code, y_visible)
-             | neighbour_columns(ids, sims, postdate, uid_code, y_visible, cfg.l))
+    labelled = None
     if cfg.labelled:
         if cfg.index != "exact":
             raise ValueError("features_sequence.labelled needs index: exact (set labelled: false for approximate indexes)")
-        lab_ids, lab_sims = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method="exact", tiebreak=pids,
-                                                 rows=rows, candidates=np.isfinite(y_visible))
-        lab = neighbour_features(lab_ids, lab_sims, postdate, uid_code, y_visible)
-        feats |= {"seq_lab_" + n.removeprefix("seq_"): v for n, v in lab.items() if n != "seq_label_count"}
-    key = {"pid": pa.array(pids, pa.int64()), "postdate": pa.array(postdate, pa.int64())}
-    features = pa.table({**key, **{n: pa.array(v, pa.float64(), from_pandas=True) for n, v in feats.items()}})
-    id_table = pa.table({**key, **neighbour_id_columns(ids, sims, pids, cfg.l)})
-    if rows is not None:
-        features, id_table = features.filter(pa.array(rows)), id_table.filter(pa.array(rows))
-    return features, id_table
+        labelled = time_safe_neighbours(emb, postdate, cfg.k, cfg.block, method="exact", tiebreak=pids,
+                                        candidates=np.isfinite(y_visible))
+    return neighbour_tables(pids, postdate, frame["uid_code"].to_numpy(), y_visible, found, labelled, cfg.l)
 
 
 def sequence_features(paths, cfg: SequenceConfig) -> pa.Table:
@@ -221,7 +227,7 @@ def earlier_neighbours(paths, pids: list[int], k: int, cfg: SequenceConfig = Seq
     """``{pid: [(neighbour pid, similarity), ...]}``: the ``k`` most similar posts published strictly
     earlier, by the same search the sequence features use (``cfg``'s embedding and method); any ``k``.
     """
-    frame, emb = _inputs(paths, cfg)
+    frame, emb = sequence_inputs(paths, cfg)
     all_pids = frame["pid"].to_numpy()
     rows = np.isin(all_pids, np.asarray(pids, np.int64))
     ids, sims = time_safe_neighbours(emb, frame["postdate"].to_numpy().astype(np.int64), k, cfg.block,

@@ -10,6 +10,10 @@ of the randomized solver, whose tail components are not converged after a few po
 iterations and so amplify the BLAS's rounding, a fixed sign per component, and the stored
 ``text_svd_*`` values rounded to float32 (what the model matrix holds anyway), so that
 differences of a few float64 ulps between BLAS kernels vanish from the table.
+
+What is fitted is a ``TextModel`` (the stage saves it with joblib); ``text_rows`` turns any posts'
+text rows and a model into feature rows, one row at a time, so a new post's row needs the loaded
+model and its own title, tags and media type only.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pyarrow as pa
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from featurestore.catalog import open_tables
+from featurestore.paths import Paths
 
 HASHTAG = r"#\w+"
 MENTION = r"@\w+"
@@ -38,14 +42,22 @@ class TextConfig:
     seed: int = 42
 
 
+def text_inputs(text: pl.DataFrame | pa.Table, posts: pl.DataFrame | pa.Table) -> pl.DataFrame:
+    """What ``text_rows`` reads, from ingest's ``text`` (pid, title, alltags, mediatype) and ``posts``
+    (pid, postdate) rows: pid, postdate, title, tags, mediatype of the posts in both, sorted by pid."""
+    text, posts = (pl.from_arrow(t) if isinstance(t, pa.Table) else t for t in (text, posts))
+    return (text.select("pid", "title", pl.col("alltags").alias("tags"), "mediatype")
+            .join(posts.select("pid", "postdate"), on="pid", how="inner")
+            .select("pid", "postdate", pl.col("title").fill_null(""), pl.col("tags").fill_null(""), "mediatype")
+            .sort("pid"))
+
+
 def _read(root: Path) -> pl.DataFrame:
-    con = open_tables(root)
-    try:
-        return con.sql("SELECT t.pid, p.postdate, coalesce(t.title, '') AS title, coalesce(t.alltags, '') AS tags, "
-                       "t.mediatype, s.split FROM text t JOIN posts p USING (pid) JOIN split s USING (pid) "
-                       "ORDER BY t.pid").pl()
-    finally:
-        con.close()
+    """``text_inputs`` of every post with its split, sorted by pid."""
+    paths = Paths(root=root)
+    inputs = text_inputs(pl.read_parquet(paths.table("text")), pl.read_parquet(paths.table("posts")))
+    split = pl.read_parquet(paths.table("split"), columns=["pid", "split"])
+    return inputs.join(split, on="pid", how="inner").sort("pid")
 
 
 def text_statistics(df: pl.DataFrame) -> pl.DataFrame:
@@ -77,7 +89,19 @@ def _documents(df: pl.DataFrame) -> list[str]:
     return (df["title"] + " " + tags).to_list()
 
 
-def fit_text_model(docs_train: list[str], cfg: TextConfig) -> tuple[TfidfVectorizer, TruncatedSVD]:
+@dataclass(frozen=True)
+class TextModel:
+    """The fitted part of the text group: TF-IDF vocabulary and IDF weights, and the SVD basis."""
+
+    tfidf: TfidfVectorizer
+    svd: TruncatedSVD
+
+    def topics(self, docs: list[str]) -> np.ndarray:
+        """N documents -> (N, k) ``text_svd_*`` values: float64 holding float32 values."""
+        return self.svd.transform(self.tfidf.transform(docs)).astype(np.float32).astype(np.float64)
+
+
+def fit_text_model(docs_train: list[str], cfg: TextConfig) -> TextModel:
     """Fit TF-IDF and SVD on training documents only."""
     min_df = min(cfg.min_df, max(1, len(docs_train) // 10))
     tfidf = TfidfVectorizer(min_df=min_df, max_features=cfg.max_features, sublinear_tf=True,
@@ -87,7 +111,7 @@ def fit_text_model(docs_train: list[str], cfg: TextConfig) -> tuple[TfidfVectori
     solver = "arpack" if k < min(X.shape) else "randomized"  # ARPACK needs k < min(n, V): only tiny inputs miss
     svd = TruncatedSVD(n_components=k, algorithm=solver, random_state=cfg.seed, n_iter=7).fit(X)
     svd.components_ = fixed_signs(svd.components_)
-    return tfidf, svd
+    return TextModel(tfidf, svd)
 
 
 def fixed_signs(components: np.ndarray) -> np.ndarray:
@@ -101,20 +125,30 @@ def fixed_signs(components: np.ndarray) -> np.ndarray:
     return components * sign[:, None]
 
 
-def text_features(paths, cfg: TextConfig, only=None) -> pa.Table:
-    """pid, postdate, statistics and ``text_svd_<i>`` for every post (sorted by pid).
+def text_rows(df: pl.DataFrame | pa.Table, model: TextModel) -> pa.Table:
+    """Feature rows of the posts in ``df`` (same order): pid, postdate, statistics, ``text_svd_<i>``.
 
-    ``only``: pids to compute rows for (``smpp predict``); the model is still fitted on every
-    train post, so those rows equal a full build's.
+    df: ``text_inputs``'s columns pid, postdate, title, tags, mediatype; null texts count as empty.
+    Each row depends on its own post and ``model`` only.
     """
+    df = (pl.from_arrow(df) if isinstance(df, pa.Table) else df).with_columns(pl.col("title").fill_null(""), pl.col("tags").fill_null(""))
+    Z = model.topics(_documents(df))  # (N, k)
+    svd_cols = pl.DataFrame({f"text_svd_{i}": Z[:, i] for i in range(Z.shape[1])})
+    return pl.concat([df.select("pid", "postdate"), text_statistics(df), svd_cols], how="horizontal").to_arrow()
+
+
+def fit_on_train(df: pl.DataFrame, cfg: TextConfig) -> TextModel:
+    """The model of the rows of ``df`` (``_read``'s columns) whose split is train."""
+    return fit_text_model([d for d, t in zip(_documents(df), (df["split"] == "train").to_numpy()) if t], cfg)
+
+
+def build_text(paths, cfg: TextConfig) -> tuple[pa.Table, TextModel]:
+    """The ``features_text`` table of every post (sorted by pid) and the model fitted on the train split."""
     df = _read(paths.root)
-    docs = _documents(df)
-    train = (df["split"] == "train").to_numpy()
-    tfidf, svd = fit_text_model([d for d, t in zip(docs, train) if t], cfg)
-    if only is not None:
-        keep = np.isin(df["pid"].to_numpy(), np.asarray(only, np.int64))
-        df, docs = df.filter(pl.Series(keep)), [d for d, k in zip(docs, keep) if k]
-    Z = svd.transform(tfidf.transform(docs)).astype(np.float32).astype(np.float64)  # (N, k), float32 values
-    svd_cols = {f"text_svd_{i}": Z[:, i] for i in range(cfg.svd_components) if i < Z.shape[1]}
-    out = pl.concat([df.select("pid", "postdate"), text_statistics(df), pl.DataFrame(svd_cols)], how="horizontal")
-    return out.to_arrow()
+    model = fit_on_train(df, cfg)
+    return text_rows(df, model), model
+
+
+def text_features(paths, cfg: TextConfig) -> pa.Table:
+    """pid, postdate, statistics and ``text_svd_<i>`` for every post (sorted by pid)."""
+    return build_text(paths, cfg)[0]

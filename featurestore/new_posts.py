@@ -1,17 +1,14 @@
 """Records of posts that are not in the store yet (``smpp predict``) turned into store tables.
 
 New posts go through the same parsers as ingest (written as a tiny SMPD "test" split).
-``write_scratch_roots`` lays out two scratch work roots for the feature code: ``full`` holds the
-stored tables plus the new posts (a post whose Pid is already stored replaces the stored row,
-so a stored post replayed as new gets exactly its stored features), ``alone`` the new posts
-only (for per-post groups and encoders). The new posts are unlabelled, so nothing else's
-features change. Computing the features is the pipeline's job (``pipelines.new_post_features``).
+``new_post_tables`` gives their typed ingest tables (split ``predict``, no label); a post whose Pid
+is already stored replaces the stored row, so a stored post replayed as new gets exactly its
+stored features. Computing the features is the pipeline's job (``pipelines.online_features``).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from featurestore.ingest import TABLES, RECORD_KEYS, _image_exists, split_tables
+from featurestore.ingest import RECORD_KEYS, _image_exists, split_tables
 from featurestore.table_specs import get_table
-from featurestore.smpd_crawled import empty_crawled_table
 from featurestore.smpd_layout import SplitFiles, locate_split
 from featurestore.smpd_users import USER_FIELDS
 from featurestore.smpd_values import Problems
@@ -93,46 +89,19 @@ def new_post_tables(records: list[dict], scratch: Path, smpd_dir: Path, next_pid
     return tables
 
 
-def _write_root(root: Path, stored_root: Path | None, new: dict[str, pa.Table], new_pids: pa.Array) -> None:
-    """Stored tables (minus the new Pids) + the new rows, written under ``root``."""
-    for name, table in new.items():
-        if name == "labels":
-            continue
-        parts = [table]
-        if stored_root is not None:
-            old = pq.read_table(stored_root / get_table(name).path)
-            parts.insert(0, old.filter(pc.invert(pc.is_in(old["pid"], value_set=new_pids))))
-        path = root / get_table(name).path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.concat_tables(parts, promote_options="default").sort_by("pid"), path)
-
-
-def _split_rows(new: dict[str, pa.Table]) -> pa.Table:
-    posts = new["posts"]
+def new_split_rows(posts: pa.Table) -> pa.Table:
+    """The split rows of new posts: split ``predict``, no label visible."""
     return pa.table({"pid": posts["pid"], "postdate": posts["postdate"], "split": posts["split"],
                      "label_visible": pa.array(np.zeros(posts.num_rows, dtype=bool))})
 
 
-@dataclass(frozen=True)
-class ScratchRoots:
-    full: Path          # stored tables + the new posts
-    alone: Path         # the new posts only
-    new_pids: pa.Array  # (M,) int64, in input order
-
-
-def write_scratch_roots(paths, records: list[dict], scratch: Path) -> ScratchRoots:
-    """Parse ``records`` and write the two scratch roots under ``scratch`` (see the module docstring)."""
-    stored_posts = pq.read_table(paths.table("posts"), columns=["pid"])["pid"]
-    new = new_post_tables(records, scratch, paths.smpd_dir, int(pc.max(stored_posts).as_py() or 0) + 1)
-    new_pids = new["posts"]["pid"]
-    labels = pq.read_table(paths.table("labels"))
-    new |= {"split": _split_rows(new), "labels": labels}
-    full, alone = scratch / "full", scratch / "alone"
-    _write_root(full, paths.root, {n: new[n] for n in (*TABLES, "split") if n in new}, new_pids)
-    pq.write_table(labels.filter(pc.invert(pc.is_in(labels["pid"], value_set=new_pids))),
-                   full / get_table("labels").path)
-    crawled = paths.table("crawled_users")  # per user, not per post: taken as stored
-    pq.write_table(pq.read_table(crawled) if crawled.is_file() else empty_crawled_table(),
-                   full / get_table("crawled_users").path)
-    _write_root(alone, None, {n: new[n] for n in (*TABLES, "split") if n in new and n != "labels"}, new_pids)
-    return ScratchRoots(full=full, alone=alone, new_pids=new_pids)
+def write_new_root(root: Path, new: dict[str, pa.Table]) -> Path:
+    """A work root holding the new posts alone (their ingest tables and split rows), for the code of
+    per-post encoders that reads a run's tables (``embed_posts``); returns ``root``."""
+    for name, table in {**new, "split": new_split_rows(new["posts"])}.items():
+        if name == "labels":
+            continue
+        path = root / get_table(name).path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table.sort_by("pid"), path)
+    return root

@@ -30,6 +30,11 @@ class Paths:
     def table(self, name: str) -> Path:
         return self.root / get_table(name).path
 
+    def fitted(self, name: str) -> Path:
+        """A fitted transform or lookup table a stage learned on the train split (``data/fitted/<name>``):
+        what serving loads instead of fitting (vocabularies, TF-IDF/SVD, scalers, running statistics)."""
+        return self.root / "data/fitted" / name
+
     @property
     def model(self) -> Path:
         return self.root / "data/models/lgbm.txt"

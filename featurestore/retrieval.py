@@ -9,6 +9,8 @@ posts published strictly earlier (a post with the same ``postdate`` is not earli
 Tie rule: results are ordered by similarity, descending; among exactly equal similarities the
 candidate that comes first in time order ``(postdate, tiebreak)`` wins. The ``exact`` method
 guarantees the rule; the faiss methods can order exactly-equal similarities differently.
+The ``exact`` method's similarities are ``exact_similarity.pair_similarities`` (the GEMM only
+finds candidates), so they do not depend on ``block``, ``tile`` or ``rows``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Callable
 
 import faiss
 import numpy as np
+
+from featurestore.exact_similarity import gemm_margin, max_row_norm, pad_columns, pair_similarities
 
 KINDS = ("flat", "hnsw", "ivfflat", "ivfpq")
 METHODS = ("exact",) + KINDS  # ``exact``: numpy blocked GEMM; the others stream into a faiss index
@@ -274,11 +278,20 @@ def _update(best_s: np.ndarray, best_p: np.ndarray, cand: tuple[np.ndarray, np.n
     return np.where(np.isfinite(kth), kth, _LOWEST).astype(np.float32)
 
 
-def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int, cand: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _near_best(cand: tuple[np.ndarray, np.ndarray, np.ndarray], floor: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates (rows, sims, pos) at or above their row's ``floor`` (B,)."""
+    r, sims, pos = cand
+    keep = sims >= floor[r]
+    return r[keep], sims[keep], pos[keep]
+
+
+def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int, cand: np.ndarray | None = None,
+                 margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k among strictly earlier rows for the time-sorted query positions q (B,); (sims, pos) (B, k).
 
     cand: (N,) bool in time order, the rows that may be returned (default: all).
+    margin: ``gemm_margin``; GEMM entries within it of a row's k-th best are rescored pair by pair.
     """
     Q = E[q]                                     # (B, D)
     B, e = len(q), int(q[-1]) + 1                # no row at or after the last query is earlier than any query
@@ -287,11 +300,13 @@ def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int,
     best_s = np.full((B, k), -np.inf, np.float32)
     best_p = np.full((B, k), -1, np.int64)
     thr = np.full(B, _LOWEST, np.float32)        # (B,) lower bound of each row's k-th best
+    margin = np.float32(margin)
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    pool = (np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, np.int64))  # near the k-th best
     n_pending = 0
     for c0 in range(0, e, tile):
         c1 = min(c0 + tile, e)
-        S = Q @ E[c0:c1].T                       # (B, T) cosine similarities
+        S = Q @ E[c0:c1].T                       # (B, T) cosine similarities, float32 rounding
         if c1 > lo:
             m0 = max(lo, c0)
             _mask_not_earlier(S[:, m0 - c0:], tq, t[m0:c1])
@@ -300,12 +315,15 @@ def _exact_block(E: np.ndarray, t: np.ndarray, q: np.ndarray, k: int, tile: int,
         if c0 == 0 and c1 > 4 * k:               # a valid lower bound: k-th best of a subset of the row
             sub = S[:, :: max(1, c1 // 2048)]
             thr = np.maximum(thr, np.partition(sub, sub.shape[1] - k, axis=1)[:, sub.shape[1] - k])
-        pending.append(_candidates(S, thr, c0))
+        pending.append(_candidates(S, thr - margin, c0))
         n_pending += len(pending[-1][0])
         if n_pending > B * k or c1 == e:         # merging is costly: only when enough has piled up
-            thr = _update(best_s, best_p, tuple(np.concatenate(x) for x in zip(*pending)))
+            fresh = tuple(np.concatenate(x) for x in zip(*pending))
+            thr = _update(best_s, best_p, fresh)
+            pool = _near_best(tuple(np.concatenate(x) for x in zip(pool, fresh)), thr - margin)
             pending, n_pending = [], 0
-    return best_s, best_p
+    r, _, pos = pool
+    return _merge_topk(r, pair_similarities(Q[r], E[pos]), pos, B, k)
 
 
 def _stream_block(index: faiss.Index, E: np.ndarray, t: np.ndarray, s: int, e: int, k: int
@@ -359,8 +377,9 @@ def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: i
     postdate = np.asarray(postdate, np.int64)
     order = np.lexsort((np.arange(n) if tiebreak is None else np.asarray(tiebreak), postdate))
     E = np.ascontiguousarray(emb[order], dtype=np.float32)  # (N, D) in time order
-    if method == "exact" and E.shape[1] % 16:    # zero columns keep every product; BLAS prefers D % 16 == 0
-        E = np.pad(E, ((0, 0), (0, 16 - E.shape[1] % 16)))
+    if method == "exact":
+        E = pad_columns(E)
+    margin = gemm_margin(E.shape[1], max_row_norm(E)) if method == "exact" else 0.0
     t = postdate[order]
     tile = tile or max(1024, (1 << 24) // max(block, 1))
     index = None
@@ -377,7 +396,7 @@ def time_safe_neighbours(emb: np.ndarray, postdate: np.ndarray, k: int, block: i
         if index is not None:
             sims[s:e], pos[s:e] = _stream_block(index, E, t, s, e, k)
         elif (q := s + np.flatnonzero(wanted[s:e])).size:
-            sims[q], pos[q] = _exact_block(E, t, q, k, tile, cand)
+            sims[q], pos[q] = _exact_block(E, t, q, k, tile, cand, margin)
     pos[~wanted] = -1
     ids = np.full((n, k), -1, np.int64)
     ids[order] = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)

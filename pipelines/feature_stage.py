@@ -1,4 +1,5 @@
-"""What every ``features_<group>`` stage does: build the group's table and write it."""
+"""What every ``features_<group>`` stage does: build the group's table and write it, with the
+group's fitted relations (``data/fitted/<name>.parquet``) beside it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 import pyarrow.parquet as pq
 
 from featurestore.atomic import atomic_write
-from featurestore.feature_groups import build_group, feature_columns, get_group
+from featurestore.feature_groups import build_group_with_fitted, feature_columns, get_group
 from featurestore.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -16,14 +17,15 @@ log = logging.getLogger(__name__)
 
 def run_feature_stage(group: str, paths: Paths, params: dict) -> dict:
     t0 = time.perf_counter()
-    table = build_group(group, paths, params)
-    out = paths.table(get_group(group).table)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out) as tmp:
+    table, fitted = build_group_with_fitted(group, paths, params)
+    for name, relation in fitted.items():
+        with atomic_write(paths.fitted(f"{name}.parquet")) as tmp:
+            pq.write_table(relation, tmp, compression="zstd")
+    with atomic_write(paths.table(get_group(group).table)) as tmp:
         pq.write_table(table, tmp, compression="zstd")
     cols = feature_columns(table)
     log.info("features_%s: %d posts x %d features (%.1f s)", group, table.num_rows, len(cols), time.perf_counter() - t0)
-    return {"rows": table.num_rows, "features": cols}
+    return {"rows": table.num_rows, "features": cols, "fitted": {n: r.num_rows for n, r in fitted.items()}}
 
 
 def make_stage(group: str, doc: str):

@@ -15,6 +15,7 @@ Uid), ``before_training_period`` (dated before the first train post),
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -160,25 +161,38 @@ def _duplicate_pids(posts: dict[int, dict]) -> list[tuple[int, str]]:
     return out
 
 
-def post_warnings(paths: Paths, records: list[dict], pids: list[int]) -> pl.DataFrame:
+@dataclass(frozen=True)
+class StoreSummary:
+    """What the warnings compare a new post with, read once from a run (``load``)."""
+
+    smpd_dir: Path          # image paths are resolved against it
+    users: frozenset[str]   # every stored post's Uid
+    first_train: int        # postdate of the first train post, epoch s
+    last_stored: int        # postdate of the newest stored post, epoch s
+
+    @classmethod
+    def load(cls, paths: Paths) -> StoreSummary:
+        posts = pl.read_parquet(paths.table("posts"), columns=["uid", "postdate"])
+        split = pl.read_parquet(paths.table("split"), columns=["split", "postdate"])
+        return cls(smpd_dir=paths.smpd_dir, users=frozenset(posts["uid"].drop_nulls().to_list()),
+                   first_train=split.filter(pl.col("split") == "train")["postdate"].min(),
+                   last_stored=posts["postdate"].max())
+
+
+def post_warnings(store: StoreSummary, records: list[dict], pids: list[int]) -> pl.DataFrame:
     """``image_found`` (bool) and ``warnings`` (';'-joined codes, "" for none) per validated record;
     ``pids``: the Pids the posts were predicted under (a fresh one where a record has none)."""
-    posts = pl.read_parquet(paths.table("posts"), columns=["uid", "postdate"])
-    split = pl.read_parquet(paths.table("split"), columns=["split", "postdate"])
-    first_train = split.filter(pl.col("split") == "train")["postdate"].min()
-    last_stored = posts["postdate"].max()
-    users = set(posts["uid"].drop_nulls().to_list())
     # the image path as featurestore.new_posts resolves it (``image``, else the SMPD path
     # test/<Uid>/<Pid>.jpg), checked by the same function that sets the features' ``exists`` flag
     images = [rec["image"] if rec.get("image") is not None else f"test/{rec['Uid']}/{pid}.jpg"
               for rec, pid in zip(records, pids)]
-    found = _image_exists(pa.array(images, pa.string()), paths.smpd_dir).to_pylist()
+    found = _image_exists(pa.array(images, pa.string()), store.smpd_dir).to_pylist()
     warnings = []
     for rec, ok in zip(records, found):
         date = int(parse_int([rec["Postdate"]], SRC, "Postdate", Problems(policy="error"))[0].as_py())
-        codes = ["image_missing"] * (not ok) + ["unknown_user"] * (rec["Uid"] not in users)
-        codes += ["before_training_period"] * (date < first_train)
-        if (late := (date - last_stored) // DAY) >= 1:
+        codes = ["image_missing"] * (not ok) + ["unknown_user"] * (rec["Uid"] not in store.users)
+        codes += ["before_training_period"] * (date < store.first_train)
+        if (late := (date - store.last_stored) // DAY) >= 1:
             codes.append(f"after_stored_period_by_{late}d")
         warnings.append(";".join(codes))
     return pl.DataFrame({"image_found": found, "warnings": warnings}, schema={"image_found": pl.Boolean,

@@ -3,13 +3,15 @@
 It holds the run's params and value bounds, the stacked model (``data/models/stack.joblib``,
 loaded once) and the run summary ``health()`` reports. ``predict(records)`` is the one code path
 from post records to predictions; ``features(records)`` is the one place that builds a new post's
-model inputs (today by rebuilding the feature groups in a scratch store, ``new_post_features``).
+model inputs (``pipelines.online_features``: fitted transforms and lookups loaded once, nothing
+fitted per call, a cost that does not grow with the store).
 
 Thread safety: ``predict`` and ``similar`` may be called from many threads at once (the service's
 threadpool). Input checks and warnings run unlocked; building the features and calling the model
 hold one lock, and so does a similar-post lookup (its first call writes the FAISS index cache).
 The feature build already uses every core (DuckDB, torch, LightGBM each run multi-threaded), so
 serialising it costs little throughput and rules out races in the libraries' global state.
+Opening loads everything once (stored rows by user, fitted artefacts, the stacked model).
 """
 
 from __future__ import annotations
@@ -20,12 +22,10 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 
 import joblib
 import polars as pl
-import pyarrow.parquet as pq
 
 from featurestore.config import config_from_dict
 from featurestore.ingest import IngestConfig
@@ -34,8 +34,8 @@ from featurestore.smpd_values import Bounds
 from models.matrix import check_columns, join_features, to_matrix
 from pipelines.fingerprint import digest_of
 from pipelines.manifest import open_run, read_manifest
-from pipelines.new_post_features import new_post_features
-from pipelines.post_input import post_warnings, validate_posts
+from pipelines.online_features import OnlineFeatures
+from pipelines.post_input import StoreSummary, post_warnings, validate_posts
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,8 @@ class Predictor:
         data = paths.stack_model.read_bytes()  # read once: the version describes the very bytes loaded
         self.bundle = joblib.load(io.BytesIO(data))
         self.model = ModelVersion.of(paths.stack_model, data)
+        self.online = OnlineFeatures(paths, params, tuple(self.bundle.feature_groups))
+        self.store = StoreSummary.load(paths)
         self._lock = threading.Lock()
 
     @classmethod
@@ -85,14 +87,13 @@ class Predictor:
         run = open_run(root, smpd_dir, params_file, need_smpd=True)
         return cls(Paths(root=Path(root), smpd=run.smpd_dir), run.params, run.manifest)
 
-    @cached_property
+    @property
     def stored_posts(self) -> int:
-        return pq.ParquetFile(self.paths.table("posts")).metadata.num_rows
+        return len(self.online.stored.pids_sorted)
 
     def features(self, records: list[dict]) -> pl.DataFrame:
         """pid + the model's feature columns (in its order) of validated ``records``, in input order."""
-        tables = [pl.from_arrow(t) for t in new_post_features(self.paths, records, self.bundle.feature_groups,
-                                                              self.params)]
+        tables = [pl.from_arrow(t) for t in self.online.rows(records)]
         frame, names = join_features(tables, tables[0].select("pid"))
         check_columns(names, self.bundle.feature_names)
         return frame.select("pid", *names)
@@ -107,7 +108,7 @@ class Predictor:
             frame = self.features(records)
             out = pl.DataFrame({"pid": frame["pid"].to_numpy()}
                                | self.bundle.predict(to_matrix(frame, self.bundle.feature_names)))
-        out = pl.concat([out, post_warnings(self.paths, records, out["pid"].to_list())], how="horizontal")
+        out = pl.concat([out, post_warnings(self.store, records, out["pid"].to_list())], how="horizontal")
         flagged = out.filter(pl.col("warnings") != "")
         if flagged.height:
             log.warning("%d of %d post(s) with warnings (see the warnings column): %s", flagged.height, out.height,

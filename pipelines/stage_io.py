@@ -21,21 +21,30 @@ ORACLE = "data/raw/smpd.oracle.parquet"
 _TABLES, _SPLIT, _LABELS, _POSTS = "data/tables", "data/split.parquet", "data/tables/labels.parquet", \
     "data/tables/posts.parquet"
 
+
+
+def _fitted(*names: str) -> tuple[str, ...]:
+    """The Parquet files of fitted SQL relations (vocabularies, running statistics) under data/fitted."""
+    return tuple(f"data/fitted/{n}.parquet" for n in names)
+
+
 # stage -> (inputs, outputs); train_lgbm and train_stack read the tables their params name.
 _IO: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ingest": ((SMPD,), (_TABLES, "reports/ingest_report.json")),
     "split": ((_POSTS,), (_SPLIT,)),
-    "features_baseline": ((_TABLES, _SPLIT), ("data/features/baseline.parquet",)),
+    "features_baseline": ((_TABLES, _SPLIT), ("data/features/baseline.parquet", *_fitted("vocab_category",
+                                                                                  "vocab_subcategory", "vocab_concept"))),
     "features_user": ((_TABLES,), ("data/features/user.parquet",)),
     "features_crawled": ((_TABLES,), ("data/features/crawled.parquet",)),
-    "features_ids": ((_TABLES, _SPLIT), ("data/features/ids.parquet",)),
+    "features_ids": ((_TABLES, _SPLIT), ("data/features/ids.parquet", *_fitted("vocab_user"))),
     "features_temporal": ((_TABLES,), ("data/features/temporal.parquet",)),
-    "features_text": ((_TABLES, _SPLIT), ("data/features/text.parquet",)),
+    "features_text": ((_TABLES, _SPLIT), ("data/features/text.parquet", "data/fitted/text_model.joblib")),
     "features_image_stats": ((SMPD, _POSTS, "data/tables/images.parquet"),
                              ("data/features/image_stats.parquet", "reports/features_image_stats.json")),
     "embed_engineered": ((_SPLIT, "data/tables/categories.parquet", "data/features/text.parquet",
-                          "data/features/image_stats.parquet"), ("data/embeddings/engineered.parquet",)),
-    "features_history": ((_TABLES, _SPLIT), ("data/features/history.parquet",)),
+                          "data/features/image_stats.parquet"), ("data/embeddings/engineered.parquet",
+                                                                  "data/fitted/engineered_encoder.joblib")),
+    "features_history": ((_TABLES, _SPLIT), ("data/features/history.parquet", *_fitted("history_running"))),
     "features_sequence": (("data/embeddings/engineered.parquet", _SPLIT, _LABELS, _POSTS),
                           ("data/features/sequence.parquet", "data/neighbours/sequence_ids.parquet")),
     "train_lgbm": ((_SPLIT, _LABELS), ("data/preds/lgbm.parquet", "data/models/lgbm.txt", "reports/train_lgbm.json")),

@@ -1,22 +1,9 @@
 -- Feature group `baseline` (columns prefixed base_): the minimal set: user metadata, posting time, category codes, text lengths, geotag.
--- Category codes are a vocabulary fitted on the TRAIN split only (values unseen in train -> NULL).
+-- Category codes come from the fitted relations vocab_category, vocab_subcategory and vocab_concept
+-- (sql/fitted_vocab_*.sql: TRAIN split only; values unseen in train -> NULL). Each row reads only
+-- its own post's rows.
 -- Local time uses the user's UTC offset where known (tz_known = false -> UTC).
-WITH train_cat AS (
-    SELECT c.* FROM categories c JOIN split s USING (pid) WHERE s.split = 'train'
-),
-vocab_category AS (
-    SELECT category, (row_number() OVER (ORDER BY category) - 1)::INTEGER AS code
-    FROM (SELECT DISTINCT category FROM train_cat WHERE category IS NOT NULL)
-),
-vocab_subcategory AS (
-    SELECT subcategory, (row_number() OVER (ORDER BY subcategory) - 1)::INTEGER AS code
-    FROM (SELECT DISTINCT subcategory FROM train_cat WHERE subcategory IS NOT NULL)
-),
-vocab_concept AS (
-    SELECT concept, (row_number() OVER (ORDER BY concept) - 1)::INTEGER AS code
-    FROM (SELECT DISTINCT concept FROM train_cat WHERE concept IS NOT NULL)
-),
-local AS (
+WITH local AS (
     SELECT p.pid, p.postdate + coalesce(u.tz_offset_minutes, 0) * 60 AS t_local
     FROM posts p JOIN users u USING (pid)
 )

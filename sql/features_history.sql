@@ -3,12 +3,19 @@
 -- i.e. train labels only). A post's own label, val/test labels and later labels never enter.
 -- Parameters: $half_life_days (time decay of the decayed means), $smoothing (pseudo-count m of
 -- the smoothed category means, shrunk towards the running global mean of visible labels).
+-- User and user x category statistics are windows over the user's own posts; the global and
+-- category-level counts and sums are read from the fitted relation `history_running`
+-- (sql/fitted_history_running.sql) by ASOF joins, so a post's row needs only its user's posts
+-- and one `history_running` row per level.
 -- Sums run over labels in integer micro-units (HUGEINT), so means, standard deviations and
 -- smoothed means do not depend on summation order: rows that contribute no label (val/test/
 -- predict posts) can never change another row's value, not even in the last bit. Decayed means
 -- are float sums and are rounded to 1e-9 for the same reason.
 WITH base AS (
-    SELECT p.pid, p.uid, p.postdate, c.category, c.subcategory, c.concept,
+    SELECT p.pid, p.uid, p.postdate, c.category,
+           coalesce(strlen(c.category)::VARCHAR || ':' || c.category, '~')       AS k_cat,  -- history_running keys
+           coalesce(strlen(c.subcategory)::VARCHAR || ':' || c.subcategory, '~') AS k_sub,
+           coalesce(strlen(c.concept)::VARCHAR || ':' || c.concept, '~')         AS k_con,
            CASE WHEN s.label_visible THEN l.label END                       AS y,
            CASE WHEN s.label_visible THEN CAST(round(l.label * 1000000) AS HUGEINT) END AS yi,  -- micro-units
            p.postdate * 2097152 + p.pid                                     AS order_key  -- latest earlier post, ties by pid
@@ -18,11 +25,12 @@ WITH base AS (
     LEFT JOIN labels l USING (pid)
 ),
 weighted AS (
-    -- 2^((t_i - t0) / half-life): the decay 2^(-(t - t_i) / half-life) up to a factor that cancels in the ratio
+    -- 2^((t_i - t0) / half-life): the decay 2^(-(t - t_i) / half-life) up to a factor that cancels in
+    -- the ratio; t0 is the user's first postdate, so a user's rows alone determine it
     SELECT b.*,
-           CASE WHEN b.y IS NOT NULL THEN
-               exp(ln(2) * (b.postdate - m.t0) / ($half_life_days * 86400.0)) END AS wt
-    FROM base b, (SELECT min(postdate) AS t0 FROM base) m
+           CASE WHEN b.y IS NOT NULL THEN exp(ln(2) * (b.postdate - min(b.postdate) OVER (PARTITION BY b.uid))
+                                              / ($half_life_days * 86400.0)) END AS wt
+    FROM base b
 ),
 agg AS (
     SELECT pid, postdate,
@@ -37,19 +45,25 @@ agg AS (
         min(y) OVER uc                                       AS hist_user_cat_min,
         max(y) OVER uc                                       AS hist_user_cat_max,
         arg_max(y, CASE WHEN y IS NOT NULL THEN order_key END) OVER uc AS hist_user_cat_last,
-        round(sum(wt * y) OVER uc / sum(wt) OVER uc, 9)      AS hist_user_cat_decayed_mean,
-        count(yi) OVER g  AS n_all, coalesce(sum(yi) OVER g, 0)  AS s_all,
-        count(yi) OVER ca AS n_cat, coalesce(sum(yi) OVER ca, 0) AS s_cat,
-        count(yi) OVER sc AS n_sub, coalesce(sum(yi) OVER sc, 0) AS s_sub,
-        count(yi) OVER co AS n_con, coalesce(sum(yi) OVER co, 0) AS s_con
+        round(sum(wt * y) OVER uc / sum(wt) OVER uc, 9)      AS hist_user_cat_decayed_mean
     FROM weighted
     WINDOW
         u  AS (PARTITION BY uid ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-        uc AS (PARTITION BY uid, category ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-        g  AS (ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-        ca AS (PARTITION BY category ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-        sc AS (PARTITION BY category, subcategory ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-        co AS (PARTITION BY concept ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+        uc AS (PARTITION BY uid, category ORDER BY postdate RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+),
+running AS (
+    -- the last history_running row strictly before the post: visible labels of earlier posts
+    SELECT b.pid,
+        coalesce(g.n, 0)  AS n_all, coalesce(g.s, 0)  AS s_all,
+        coalesce(ca.n, 0) AS n_cat, coalesce(ca.s, 0) AS s_cat,
+        coalesce(sc.n, 0) AS n_sub, coalesce(sc.s, 0) AS s_sub,
+        coalesce(co.n, 0) AS n_con, coalesce(co.s, 0) AS s_con
+    FROM base b
+    ASOF LEFT JOIN history_running g  ON g.level = 'all' AND g.postdate < b.postdate
+    ASOF LEFT JOIN history_running ca ON ca.level = 'category' AND ca.key = b.k_cat AND ca.postdate < b.postdate
+    ASOF LEFT JOIN history_running sc ON sc.level = 'subcategory' AND sc.key = b.k_cat || b.k_sub
+                                         AND sc.postdate < b.postdate
+    ASOF LEFT JOIN history_running co ON co.level = 'concept' AND co.key = b.k_con AND co.postdate < b.postdate
 )
 SELECT
     pid, postdate,
@@ -70,4 +84,5 @@ SELECT
     n_con::DOUBLE AS hist_concept_count,
     (s_con::DOUBLE / 1e6 + $smoothing * s_all::DOUBLE / 1e6 / nullif(n_all, 0)) / (n_con + $smoothing) AS hist_concept_smoothed_mean
 FROM agg
+JOIN running USING (pid)
 ORDER BY pid

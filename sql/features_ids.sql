@@ -1,14 +1,8 @@
 -- Feature group `ids` (columns prefixed id_): identifiers as categorical codes, for learners that
 -- model them natively (CatBoost's ordered target statistics, PPCL's user embedding and identity task).
--- Vocabulary from the TRAIN split only: a user with no train post gets NULL, exactly like an
--- unseen category in `baseline`. A code carries no label; what a learner makes of it is fitted
--- on train labels only (the stack's folds and refits).
-WITH train_users AS (
-    SELECT DISTINCT p.uid FROM posts p JOIN split s USING (pid) WHERE s.split = 'train'
-),
-vocab_user AS (
-    SELECT uid, (row_number() OVER (ORDER BY uid) - 1)::INTEGER AS code FROM train_users
-)
+-- Vocabulary: the fitted relation vocab_user (sql/fitted_vocab_user.sql), TRAIN split only: a
+-- user with no train post gets NULL, exactly like an unseen category in `baseline`. A code carries
+-- no label; what a learner makes of it is fitted on train labels only (the stack's folds and refits).
 SELECT
     p.pid,
     p.postdate,

@@ -4,8 +4,7 @@
 2. Changing every label after a cut-off date leaves every feature row before the cut-off identical.
 3. Learned transforms (category vocabulary, TF-IDF + SVD) are fitted on the train split only:
    rewriting the texts and categories of non-train posts leaves every train row unchanged.
-Also: a group built for a few pids only (``build_group(..., only=)``, the `smpp predict` path)
-gives exactly the full build's rows.
+(New posts' rows equal the batch rows of stored posts replayed as new: tests/test_predict.py.)
 """
 
 import numpy as np
@@ -135,13 +134,3 @@ def test_learned_transforms_fit_on_train_only(base, saved):
     assert not after["text"].equals(before["text"])  # the non-train rows did change
     codes = after["baseline"].filter(pa.array(~train))["base_cat_concept_code"]
     assert codes.null_count == len(codes)  # an unseen concept has no code
-
-
-def test_subset_builds_equal_full_builds(base):
-    params = {"features_image_stats": {"workers": 1, "progress": False}}
-    pids = pq.read_table(base.table("posts"))["pid"].to_numpy()[::97]
-    for g in GROUPS:
-        full = build_group(g, base, params).sort_by("pid")
-        part = build_group(g, base, params, only=pids).sort_by("pid")
-        want = full.filter(pc.is_in(full["pid"], value_set=pa.array(pids)))
-        assert part.num_rows == len(pids) and part.equals(want), g

@@ -1,9 +1,14 @@
 """`smpp predict`: a stored test post reproduces the pipeline's prediction; new posts get an interval."""
 
 import json
+from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
+from sklearn.decomposition import TruncatedSVD
+from sklearn.feature_extraction.text import TfidfVectorizer
 
 from test_encoders import tiny_sentence_transformer
 
@@ -11,7 +16,9 @@ from featurestore.new_posts import stored_records
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import cli
 from featurestore.paths import Paths
+from featurestore.standardise import Standardiser
 from pipelines.predict import predict_posts
+from pipelines.predictor import Predictor
 
 # PPCL reads its own groups, the MiniLM embedding among them (a tiny random-weight model here):
 # a stored post's prediction is reproduced only if the new post's text is embedded as in the stage.
@@ -74,3 +81,61 @@ def test_bad_post_is_a_clear_error(run):
         predict_posts(paths, [{"Postdate": "1455000000"}], params)
     with pytest.raises(Exception, match="Postdate"):
         predict_posts(paths, [{"Uid": "1@N1", "Postdate": "yesterday"}], params)
+
+
+def _stored_rows(paths, table: str, pids: list[int]) -> pl.DataFrame:
+    from featurestore.feature_groups import read_model_inputs
+
+    stored = pl.from_arrow(read_model_inputs(paths, table)).drop("postdate", strict=False)
+    return stored.filter(pl.col("pid").is_in(pids)).sort("pid")
+
+
+def test_replayed_stored_posts_get_their_stored_features(run):
+    """Posts of every split and several of one user, each replayed alone: every model-input table's
+    online rows equal the stored batch rows (a replayed train post's own label never reaches its
+    features; replayed together, a user's posts would be unlabelled for each other, as new posts are)."""
+    paths, params = run
+    predictor = Predictor(paths, params)
+    split = pl.read_parquet(paths.table("split")).join(pl.read_parquet(paths.table("posts"), columns=["pid", "uid"]),
+                                                      on="pid").filter(pl.col("split").is_in(["train", "val", "test"]))
+    busy = split.group_by("uid").len().sort(["len", "uid"], descending=[True, False])["uid"][0]
+    pids = sorted({*split.filter(pl.col("uid") == busy)["pid"].head(4).to_list(),
+                   *[split.filter(pl.col("split") == s)["pid"][7] for s in ("train", "val", "test")]})
+    got = [predictor.online.rows(stored_records(paths.smpd_dir, [pid])) for pid in pids]
+    for i, table in enumerate(predictor.bundle.feature_groups):
+        # a frozen transformer's float32 output depends on its batch's padding in the last bits
+        atol = 1e-6 if table == "embed_minilm" else 1e-9
+        want = _stored_rows(paths, table, pids)
+        rows = pl.concat([pl.from_arrow(g[i]) for g in got]).sort("pid").select(want.columns)
+        assert rows["pid"].to_list() == pids, table
+        for col in want.columns[1:]:
+            a, b = rows[col].cast(pl.Float64).to_numpy(), want[col].cast(pl.Float64).to_numpy()
+            assert np.array_equal(np.isnan(a), np.isnan(b)) and np.allclose(a, b, rtol=0, atol=atol, equal_nan=True), \
+                (table, col, a, b)
+
+
+def test_after_loading_a_call_fits_nothing_and_reads_no_stored_table(run, monkeypatch):
+    paths, params = run
+    predictor = Predictor(paths, params)
+    pids = pl.read_parquet(paths.table("split")).filter(pl.col("split") == "val")["pid"].head(3).to_list()
+    records = stored_records(paths.smpd_dir, pids)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a fit while serving")
+
+    for cls in (TfidfVectorizer, TruncatedSVD, Standardiser):
+        for method in ("fit", "fit_transform"):
+            if hasattr(cls, method):
+                monkeypatch.setattr(cls, method, refuse)
+    root = str(paths.root.resolve())
+
+    def guarded(read):
+        def read_outside_the_store(path, *args, **kwargs):
+            assert not str(Path(path).resolve()).startswith(root), f"read {path} per call"
+            return read(path, *args, **kwargs)
+        return read_outside_the_store
+
+    monkeypatch.setattr(pq, "read_table", guarded(pq.read_table))
+    monkeypatch.setattr(pl, "read_parquet", guarded(pl.read_parquet))
+    out = predictor.predict(records)
+    assert out.height == 3 and out["pred"].is_finite().all()

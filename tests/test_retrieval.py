@@ -108,6 +108,22 @@ def test_candidates_restrict_the_neighbours_exactly():
         time_safe_neighbours(emb, postdate, k, method="flat", candidates=cand)
 
 
+def test_exact_similarities_do_not_depend_on_the_blocking():
+    """A float32 GEMM rounds by matrix shape; the exact search's returned similarities do not."""
+    rng = np.random.default_rng(4)
+    n, k = 800, 6
+    emb = _unit(rng, n, 37)
+    postdate = rng.integers(0, 200, n)
+    ids, sims = time_safe_neighbours(emb, postdate, k, block=800, method="exact")
+    only = np.zeros(n, bool)
+    only[::97] = True
+    for block, tile, rows in ((1, 1024, None), (33, 50, None), (1, 7, only)):
+        got_ids, got_sims = time_safe_neighbours(emb, postdate, k, block=block, method="exact", tile=tile, rows=rows)
+        keep = np.ones(n, bool) if rows is None else rows
+        np.testing.assert_array_equal(got_ids[keep], ids[keep])
+        np.testing.assert_array_equal(got_sims[keep], sims[keep])  # bitwise, NaN padding included
+
+
 def test_tie_rule_on_equal_similarities():
     """Exactly equal similarities: the candidate first in (postdate, tiebreak) order wins."""
     rng = np.random.default_rng(2)

@@ -1,0 +1,145 @@
+"""Sequence features of new posts, against the stored posts, without rebuilding anything.
+
+``NeighbourLookup`` is built once from the stored tables: the embedding matrix in time order
+``(postdate, pid)``, each post's user and visible label. A call with M new posts scores them
+against the stored rows strictly earlier than the latest of them (a prefix of the time order:
+one (M, D) x (D, n) product) and against each other; nothing else grows with the store.
+
+The search is the batch's exact one (``retrieval.time_safe_neighbours``): GEMM candidates
+within ``gemm_margin`` of a row's k-th best, rescored by ``pair_similarities``, ranked by
+similarity and then by ``(postdate, pid)``. A stored post replayed as new (same pid, postdate,
+user and embedding) therefore gets exactly its ``sequence_tables`` rows: its stored row is
+replaced by the new one, and the other new posts of the call are candidates without a label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from featurestore.exact_similarity import gemm_margin, max_row_norm, pad_columns, pair_similarities
+from featurestore.features_sequence import SequenceConfig, neighbour_tables, sequence_inputs
+
+_LOWEST = np.float32(-np.finfo(np.float32).max)
+
+
+def _kth_floor(S: np.ndarray, k: int, margin: float) -> np.ndarray:
+    """(M,) float32: each row's k-th largest entry of S (M, n) less ``margin``; the lowest float if n <= k."""
+    if S.shape[1] <= k:
+        return np.full(len(S), _LOWEST, np.float32)
+    kth = np.partition(S, S.shape[1] - k, axis=1)[:, S.shape[1] - k]
+    return np.where(np.isfinite(kth), kth - np.float32(margin), _LOWEST).astype(np.float32)
+
+
+def _rank_top_k(row: np.ndarray, sim: np.ndarray, date: np.ndarray, pid: np.ndarray, n_rows: int, k: int
+                ) -> np.ndarray:
+    """(n_rows, k) indices into the candidate arrays (P,), -1 padding: per row by similarity, then
+    (postdate, pid) -- the batch's tie rule."""
+    order = np.lexsort((pid, date, -sim, row))
+    row = row[order]
+    rank = np.arange(len(row)) - np.searchsorted(row, row)
+    top = rank < k
+    out = np.full((n_rows, k), -1, np.int64)
+    out[row[top], rank[top]] = order[top]
+    return out
+
+
+class NeighbourLookup:
+    """The k most similar strictly-earlier posts of new posts, and their sequence feature rows.
+
+    pid, postdate (epoch s), uid (str, None: unknown), y_visible (NaN: label not visible): (N,)
+    of the stored posts; emb (N, D) their embedding rows (L2-normalised float32), any order.
+    """
+
+    def __init__(self, cfg: SequenceConfig, pid: np.ndarray, postdate: np.ndarray, uid: np.ndarray,
+                 y_visible: np.ndarray, emb: np.ndarray):
+        if cfg.index != "exact":
+            raise ValueError(f"features_sequence.index: the new-post lookup supports index: exact only; "
+                             f"got {cfg.index!r}")
+        self.cfg = cfg
+        order = np.lexsort((np.asarray(pid), np.asarray(postdate)))
+        self.pid_ = np.asarray(pid, np.int64)[order]
+        self.postdate_ = np.asarray(postdate, np.int64)[order]
+        self.uid_ = np.asarray(uid, object)[order]
+        self.y_visible_ = np.asarray(y_visible, np.float64)[order]
+        self.dim_ = emb.shape[1]
+        self.emb_ = pad_columns(np.ascontiguousarray(np.asarray(emb, np.float32)[order]))  # (N, D16) time order
+        self.norm_ = max_row_norm(self.emb_)
+        self.by_pid_ = np.argsort(self.pid_, kind="stable")  # (N,) time-order rows in pid order
+        self.sorted_pid_ = self.pid_[self.by_pid_]
+
+    @classmethod
+    def load(cls, paths, cfg: SequenceConfig) -> "NeighbourLookup":
+        """From the stored embedding table ``cfg.embedding``, split, labels and posts (``Paths``)."""
+        frame, emb = sequence_inputs(paths, cfg)
+        return cls(cfg, frame["pid"].to_numpy(), frame["postdate"].to_numpy(), frame["uid"].to_numpy(),
+                   frame["y_visible"].fill_null(np.nan).to_numpy(), emb)
+
+    def _stored_rows_of(self, pid: np.ndarray) -> np.ndarray:
+        """Time-order rows of the stored posts among ``pid`` (the new posts that replace them)."""
+        if not len(self.pid_):
+            return np.zeros(0, np.int64)
+        pos = np.minimum(np.searchsorted(self.sorted_pid_, pid), len(self.pid_) - 1)
+        return self.by_pid_[pos[self.sorted_pid_[pos] == pid]]
+
+    def _search(self, Q: np.ndarray, S: np.ndarray, S_new: np.ndarray, margin: float, pid: np.ndarray,
+                postdate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Top k among stored columns of S (M, n) and new posts (S_new (M, M)): ``(src, sims)`` (M, k),
+        src = stored time-order row, or ``-2 - i`` for new post i, -1 padding."""
+        r, c = np.nonzero(S >= _kth_floor(S, self.cfg.k, margin)[:, None])
+        rn, cn = np.nonzero(np.isfinite(S_new))
+        rows = np.concatenate([r, rn])
+        sim = pair_similarities(np.concatenate([Q[r], Q[rn]]), np.concatenate([self.emb_[c], Q[cn]]))
+        top = _rank_top_k(rows, sim, np.concatenate([self.postdate_[c], postdate[cn]]),
+                          np.concatenate([self.pid_[c], pid[cn]]), len(Q), self.cfg.k)
+        src = np.concatenate([c, -2 - cn, [-1]])   # a last entry that padding (top == -1) picks
+        return src[top], np.append(sim, np.float32(np.nan))[top]
+
+    def neighbours(self, pid: np.ndarray, postdate: np.ndarray, emb: np.ndarray
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        """``(src, sims)`` (M, k) of the search, and of the search among visible labels (``labelled``)."""
+        Q = pad_columns(np.ascontiguousarray(emb, np.float32))             # (M, D16)
+        n_before = np.searchsorted(self.postdate_, postdate, "left")       # (M,) stored rows strictly earlier
+        n = int(n_before.max(initial=0))
+        S = Q @ self.emb_[:n].T                                            # (M, n) float32 GEMM: candidates only
+        S[np.arange(n)[None, :] >= n_before[:, None]] = -np.inf
+        replaced = self._stored_rows_of(pid)                               # replayed posts replace their rows
+        S[:, replaced[replaced < n]] = -np.inf
+        S_new = Q @ Q.T                                                    # (M, M)
+        S_new[postdate[None, :] >= postdate[:, None]] = -np.inf
+        margin = gemm_margin(Q.shape[1], max(self.norm_, max_row_norm(Q)))
+        found = self._search(Q, S, S_new, margin, pid, postdate)
+        if not self.cfg.labelled:
+            return found, None
+        S[:, ~np.isfinite(self.y_visible_[:n])] = -np.inf                 # new posts carry no label
+        return found, self._search(Q, S, np.full_like(S_new, -np.inf), margin, pid, postdate)
+
+    def rows(self, pid: np.ndarray, postdate: np.ndarray, uid: np.ndarray, emb: np.ndarray
+             ) -> tuple[pa.Table, pa.Table]:
+        """``(features_sequence, sequence_ids)`` rows of M new posts, in input order; the same columns
+        as ``sequence_tables``. pid (M,) int64 (distinct), postdate (M,) epoch s, uid (M,) str or None,
+        emb (M, D) float32 rows of the same embedding as the store's.
+        """
+        pid, postdate = np.asarray(pid, np.int64), np.asarray(postdate, np.int64)
+        emb = np.asarray(emb, np.float32).reshape(len(pid), -1) if len(pid) else np.zeros((0, self.dim_), np.float32)
+        if emb.shape[1] != self.dim_ or len(np.unique(pid)) != len(pid):
+            raise ValueError(f"NeighbourLookup.rows: need distinct pids and {self.dim_}-d embeddings; "
+                             f"got {len(pid)} pids ({len(np.unique(pid))} distinct), {emb.shape[1]}-d")
+        found, labelled = self.neighbours(pid, postdate, emb)
+        m = len(pid)
+        stored = np.unique(np.concatenate([s[s >= 0] for s, _ in filter(None, (found, labelled))]))
+
+        def local(search):  # (M + L, k) ids into [new posts, stored neighbours], sims
+            src, sims = search
+            ids = np.where(src >= 0, m + np.searchsorted(stored, src), np.where(src <= -2, -2 - src, -1))
+            pad = np.full((len(stored), ids.shape[1]), -1, np.int64)
+            return np.vstack([ids, pad]), np.vstack([sims, np.full(pad.shape, np.nan, np.float32)])
+
+        uids = pl.Series(np.concatenate([np.asarray(uid, object), self.uid_[stored]]).tolist(), dtype=pl.String)
+        uid_code = (uids.rank("dense").fill_null(0).cast(pl.Int64) - 1).to_numpy()
+        y = np.concatenate([np.full(m, np.nan), self.y_visible_[stored]])
+        tables = neighbour_tables(np.concatenate([pid, self.pid_[stored]]),
+                                  np.concatenate([postdate, self.postdate_[stored]]), uid_code, y, local(found),
+                                  None if labelled is None else local(labelled), self.cfg.l)
+        return tables[0].slice(0, m), tables[1].slice(0, m)

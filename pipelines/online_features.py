@@ -1,0 +1,183 @@
+"""A new post's model inputs from what it touches, with everything fitted loaded once.
+
+``OnlineFeatures`` is opened once per run (by the ``Predictor``): the stored rows grouped by user
+(``featurestore.stored_rows``), the fitted relations of the SQL groups and the running label
+statistics (``featurestore.sql_online``), the TF-IDF/SVD text model, the engineered-embedding
+encoder and the neighbour lookup over the stored embedding (``data/fitted/``, written by the
+stages). ``rows(records)`` parses the posts as ingest does and builds, for each model-input table,
+the new posts' rows:
+
+- SQL groups: the group's own SQL over the new posts plus their users' stored rows, the crawled
+  rows of their Pathaliases, the fitted relations and the running statistics as of each post;
+- text and image statistics: from the new posts alone (the text model is loaded, not fitted);
+- frozen encoders (e.g. ``embed_minilm``): the new posts alone, as the stage embeds them;
+- sequence features: the new posts' engineered embedding against the stored one, one search.
+
+Nothing is fitted and no stored table is read whole per call, so the cost of a call does not grow
+with the store; a stored post replayed as new gets exactly its stored features (tests).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from featurestore.config import config_from_dict
+from featurestore.embeddings import (EngineeredEmbeddingConfig, EngineeredEncoder, embedding_columns, embedding_prefix,
+                                     engineered_inputs)
+from featurestore.feature_groups import group_of_table
+from featurestore.features_sequence import SequenceConfig
+from featurestore.features_text import TextModel, text_inputs, text_rows
+from featurestore.fitted import load_fitted
+from featurestore.image_stats import ImageStatsConfig, image_stats_table
+from featurestore.new_posts import new_post_tables, new_split_rows, write_new_root
+from featurestore.paths import Paths
+from featurestore.sequence_online import NeighbourLookup
+from featurestore.smpd_crawled import empty_crawled_table
+from featurestore.sql_online import FittedLookup, sql_groups_rows
+from featurestore.stored_rows import USER_TABLES, StoredRows
+from featurestore.table_specs import get_table
+from models.extraction import EmbedConfig, embed_posts
+
+SEQUENCE = "features_sequence"
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the run predates fitted artefacts or is incomplete; "
+                              "rerun `smpp run` (or `dvc repro`) to write data/fitted/")
+    return path
+
+
+class OnlineFeatures:
+    """Model-input rows of new posts for the run under ``paths`` (``tables``: the model's input tables)."""
+
+    def __init__(self, paths: Paths, params: dict, tables: tuple[str, ...]) -> None:
+        self.paths, self.params, self.tables = paths, params, tuple(tables)
+        needed = self._closure(tables)
+        self.stored = StoredRows.load(paths)
+        self.groups = {t: group_of_table(t) for t in needed if get_table(t).kind != "embedding"}
+        self.configs = {t: g.make_config(params) for t, g in self.groups.items()}
+        self.sql_tables = {t for t, g in self.groups.items() if g.sql}
+        if "features_image_stats" in self.configs:  # a request's few images: no process pool, no progress bar
+            self.configs["features_image_stats"] = replace(self.configs["features_image_stats"], workers=1,
+                                                           progress=False)
+        relations = {rel for g in self.groups.values() for rel in g.fitted}
+        self.fitted = FittedLookup({rel: pq.read_table(_need(paths.fitted(f"{rel}.parquet"))) for rel in relations})
+        self.text_model = (load_fitted(paths.fitted("text_model.joblib"), TextModel) if "features_text" in needed
+                           else None)
+        self.encoder = self.lookup = None
+        if SEQUENCE in needed:
+            self.encoder = load_fitted(paths.fitted("engineered_encoder.joblib"), EngineeredEncoder)
+            self.lookup = NeighbourLookup.load(paths, self.configs[SEQUENCE])
+
+    def _closure(self, tables: tuple[str, ...]) -> set[str]:
+        """``tables`` plus the tables their new-post rows are computed from (the sequence embedding's inputs)."""
+        needed = set(tables)
+        if SEQUENCE in needed:
+            cfg = config_from_dict(SequenceConfig, SEQUENCE, self.params.get(SEQUENCE))
+            if cfg.embedding != "embed_engineered":
+                raise ValueError(f"serving: sequence features over {cfg.embedding!r} need that encoder for new posts; "
+                                 "only embed_engineered is supported (features_sequence.embedding)")
+            ecfg = self.embedding_config
+            needed |= {t for t, w in ((ecfg.text_table, ecfg.text_weight), (ecfg.image_table, ecfg.image_weight)) if w}
+        return needed
+
+    @property
+    def embedding_config(self) -> EngineeredEmbeddingConfig:
+        return config_from_dict(EngineeredEmbeddingConfig, "embed_engineered", self.params.get("embed_engineered"))
+
+    @property
+    def next_pid(self) -> int:
+        return self.stored.max_pid + 1
+
+    def rows(self, records: list[dict]) -> list[pa.Table]:
+        """For each table of ``self.tables``, the new posts' rows: pid + its model-input columns, in input order."""
+        with tempfile.TemporaryDirectory(prefix="smpp-predict-") as tmp:
+            new = new_post_tables(records, Path(tmp), self.paths.smpd_dir, self.next_pid)
+            new_pids = new["posts"]["pid"]
+            built: dict[str, pa.Table] = {}
+
+            def rows_of(table: str) -> pa.Table:
+                if table in self.sql_tables and table not in built:
+                    built.update(self._sql_rows(new))
+                elif table not in built:
+                    built[table] = self._build(table, new, Path(tmp), rows_of)
+                return built[table]
+
+            order = pa.table({"pid": new_pids})
+            out = []
+            for t in self.tables:
+                rows = rows_of(t)
+                rows = rows.drop_columns([c for c in ("postdate",) if c in rows.column_names])
+                joined = order.join(rows, "pid", join_type="left outer")
+                out.append(joined.take(pc.index_in(new_pids, value_set=joined["pid"])))
+            return out
+
+    def _build(self, table: str, new: dict[str, pa.Table], scratch: Path, rows_of) -> pa.Table:
+        if get_table(table).kind == "embedding":
+            return self._encoder_rows(table, new, scratch)
+        if table == "features_text":
+            return text_rows(text_inputs(new["text"], new["posts"]), self.text_model)
+        if table == "features_image_stats":
+            return self._image_rows(new)
+        if table == SEQUENCE:
+            return self._sequence_rows(new, rows_of)
+        raise ValueError(f"serving: feature group {self.groups[table].name!r} has no online builder")
+
+    def _sql_rows(self, new: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        """Every needed SQL group's rows of the new posts (table -> rows): each group's SQL over them
+        and their users' stored rows, on one connection."""
+        new_pids = new["posts"]["pid"]
+        stored = self.stored.of_users(new["posts"]["uid"].to_pylist(), exclude_pids=new_pids.to_numpy())
+        split = new_split_rows(new["posts"])
+        tables = {name: pa.concat_tables([stored[name], (split if name == "split" else new[name])],
+                                         promote_options="default")
+                  for name in USER_TABLES if name != "labels"}
+        tables["labels"] = stored["labels"]
+        crawled = self.stored.crawled_of(new["additional"]["pathalias"].to_pylist())
+        tables["crawled_users"] = empty_crawled_table() if crawled is None else crawled
+        keys = new["posts"].select(["pid", "uid", "postdate"]).join(
+            new["categories"].select(["pid", "category", "subcategory", "concept"]), "pid")
+        rows = sql_groups_rows({self.groups[t].name: self.configs[t] for t in self.sql_tables}, tables,
+                               self.fitted.rows_for(keys))
+        keep = {t: rows[self.groups[t].name] for t in self.sql_tables}
+        return {t: r.filter(pc.is_in(r["pid"], value_set=new_pids)) for t, r in keep.items()}
+
+    def _image_rows(self, new: dict[str, pa.Table]) -> pa.Table:
+        cfg: ImageStatsConfig = self.configs["features_image_stats"]
+        root = Path(cfg.image_root) if cfg.image_root else self.paths.smpd_dir
+        posts = new["posts"].select(["pid", "postdate"]).join(new["images"].select(["pid", "path"]), "pid",
+                                                               join_type="left outer").sort_by("pid")
+        stats, _ = image_stats_table(posts.select(["pid", "path"]), root, cfg)
+        return pa.table({"pid": stats["pid"], "postdate": posts["postdate"],
+                         **{c: stats[c] for c in stats.column_names if c != "pid"}})
+
+    def _encoder_rows(self, name: str, new: dict[str, pa.Table], scratch: Path) -> pa.Table:
+        """Model-input columns of embedding table ``name`` for the new posts (its encoder, the stage's params)."""
+        encoder = get_table(name).encoder
+        if encoder is None:
+            raise ValueError(f"serving: {name} is not the output of a frozen per-post encoder; only encoder tables "
+                             "(e.g. embed_minilm) can be model inputs of new posts")
+        alone = Paths(root=write_new_root(scratch / "alone", new), smpd=self.paths.smpd_dir)
+        cfg = config_from_dict(EmbedConfig, name, {**(self.params.get(name) or {}), "progress": False, "processes": 1})
+        table, _ = embed_posts(alone, encoder, cfg, shard_dir=scratch / f"{name}-shards", reuse_encoder=True)
+        return embedding_columns(table, embedding_prefix(name))
+
+    def _sequence_rows(self, new: dict[str, pa.Table], rows_of) -> pa.Table:
+        """Sequence features of the new posts: their engineered embedding searched against the stored one."""
+        ecfg = self.embedding_config
+        text = pl.from_arrow(rows_of(ecfg.text_table)) if ecfg.text_weight > 0 else None
+        image = pl.from_arrow(rows_of(ecfg.image_table)) if ecfg.image_weight > 0 else None
+        frame = engineered_inputs(pl.from_arrow(new["posts"].select(["pid", "postdate", "uid"])), text, image,
+                                  pl.from_arrow(new["categories"]), ecfg)
+        emb = self.encoder.transform(frame)
+        features, _ = self.lookup.rows(frame["pid"].to_numpy(), frame["postdate"].to_numpy(),
+                                       frame["uid"].to_numpy(), emb)
+        return features
