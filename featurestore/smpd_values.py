@@ -18,7 +18,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from featurestore.smpd_fastpath import as_list, fast_epoch, fast_float, fast_int, fast_match, fast_str, via_unique
+from featurestore.smpd_fastpath import (
+    as_list,
+    fast_epoch,
+    fast_float,
+    fast_int,
+    fast_match,
+    fast_str,
+    use_fast,
+    via_unique,
+)
 from featurestore.smpd_layout import bad_value
 
 # FORMAT.md §1: "None" (Pathalias), "" (Longitude), "\n" (location_description), JSON null.
@@ -73,9 +82,9 @@ class Problems:
 
 
 def parse_float(values: list, file: str, fld: str, problems: Problems, *, required: bool = False,
-                fast: bool = True) -> pa.Array:
+                fast: bool | None = None) -> pa.Array:
     """Parse string/number values to float64; missing markers become null (or a problem if required)."""
-    if fast and (done := fast_float(values, MISSING_MARKERS, required)) is not None:
+    if use_fast(fast, values) and (done := fast_float(values, MISSING_MARKERS, required)) is not None:
         return done
     values = as_list(values)
     out: list[float | None] = [None] * len(values)
@@ -99,9 +108,9 @@ def parse_float(values: list, file: str, fld: str, problems: Problems, *, requir
 
 
 def parse_int(values: list, file: str, fld: str, problems: Problems, *, required: bool = False,
-              fast: bool = True) -> pa.Array:
+              fast: bool | None = None) -> pa.Array:
     """Parse integer strings or integral floats (``"1"``, ``1813.0``) to int64."""
-    if fast and (done := fast_int(values, MISSING_MARKERS, required)) is not None:
+    if use_fast(fast, values) and (done := fast_int(values, MISSING_MARKERS, required)) is not None:
         return done
     values = as_list(values)
     out: list[int | None] = [None] * len(values)
@@ -131,9 +140,9 @@ def parse_int(values: list, file: str, fld: str, problems: Problems, *, required
 
 
 def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_to_null: bool = True,
-              fast: bool = True) -> pa.Array:
+              fast: bool | None = None) -> pa.Array:
     """Strings as-is; missing markers become null when ``missing_to_null``. Non-strings are problems."""
-    if fast and (done := fast_str(values, TEXT_MISSING_MARKERS if missing_to_null else None)) is not None:
+    if use_fast(fast, values) and (done := fast_str(values, TEXT_MISSING_MARKERS if missing_to_null else None)) is not None:
         return done
     values = as_list(values)
     out: list[str | None] = [None] * len(values)
@@ -147,9 +156,9 @@ def parse_str(values: list, file: str, fld: str, problems: Problems, *, missing_
     return pa.array(out, type=pa.string())
 
 
-def parse_uid(values: list, file: str, problems: Problems, fast: bool = True) -> pa.Array:
+def parse_uid(values: list, file: str, problems: Problems, fast: bool | None = None) -> pa.Array:
     """Uids must match ``^\\d+@N\\d+$``."""
-    if fast and (done := fast_match(values, r"^[0-9]+@N[0-9]+$")) is not None:  # RE2: $ is the end of the text
+    if use_fast(fast, values) and (done := fast_match(values, r"^[0-9]+@N[0-9]+$")) is not None:  # RE2: $ is the end of the text
         return done
     values = as_list(values)
     for i, v in enumerate(values):
@@ -208,9 +217,9 @@ def _clean_uniques(parser, file: str, fld: str):
     return parse
 
 
-def parse_tz_column(values: list, file: str, fld: str, problems: Problems, fast: bool = True) -> pa.Array:
+def parse_tz_column(values: list, file: str, fld: str, problems: Problems, fast: bool | None = None) -> pa.Array:
     """Timezone offsets to minutes east of UTC; an unparsable non-missing value is a problem."""
-    if fast and (done := via_unique(values, _clean_uniques(parse_tz_column, file, fld))) is not None:
+    if use_fast(fast, values) and (done := via_unique(values, _clean_uniques(parse_tz_column, file, fld))) is not None:
         return done
     values = as_list(values)
     out: list[int | None] = []
@@ -225,11 +234,11 @@ def parse_tz_column(values: list, file: str, fld: str, problems: Problems, fast:
     return pa.array(out, type=pa.int32())
 
 
-def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems, fast: bool = True) -> pa.Array:
+def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems, fast: bool | None = None) -> pa.Array:
     """Epoch seconds from an epoch number/string or a ``YYYY-MM-DD HH:MM:SS`` string (UTC)."""
-    if fast and (done := fast_epoch(values, MISSING_MARKERS)) is not None:
+    if use_fast(fast, values) and (done := fast_epoch(values, MISSING_MARKERS)) is not None:
         return done
-    if fast and (done := via_unique(values, _clean_uniques(parse_datetime_epoch, file, fld))) is not None:
+    if use_fast(fast, values) and (done := via_unique(values, _clean_uniques(parse_datetime_epoch, file, fld))) is not None:
         return done
     values = as_list(values)
     out: list[int | None] = [None] * len(values)
@@ -256,7 +265,7 @@ def parse_datetime_epoch(values: list, file: str, fld: str, problems: Problems, 
 
 
 def parse_description(values: list, file: str, fld: str, problems: Problems,
-                      fast: bool = True) -> tuple[pa.Array, pa.Array | None]:
+                      fast: bool | None = None) -> tuple[pa.Array, pa.Array | None]:
     """Split a description column into (text, vector).
 
     The 2019/2020 user file stores a pre-computed vector of >=399 comma-separated floats
@@ -264,7 +273,7 @@ def parse_description(values: list, file: str, fld: str, problems: Problems,
     (null where the value is a vector or missing) and a list<float32> array or ``None``
     when no row holds a vector.
     """
-    if fast and (done := via_unique(values, _clean_uniques(parse_description, file, fld))) is not None:
+    if use_fast(fast, values) and (done := via_unique(values, _clean_uniques(parse_description, file, fld))) is not None:
         return done
     values = as_list(values)
     texts: list[str | None] = [None] * len(values)

@@ -106,6 +106,8 @@ class RunningStats:
     def __init__(self, running: pa.Table):
         self.table = running.sort_by([("level", "ascending"), ("key", "ascending"), ("postdate", "ascending")])
         self._postdate = self.table["postdate"].to_numpy()
+        self.n = self.table["n"].to_numpy()  # running count and micro-unit sum of each row
+        self.s = self.table["s"].to_numpy()
         group = np.array([f"{lv}\x00{k}" for lv, k in zip(self.table["level"].to_pylist(),
                                                            self.table["key"].to_pylist())], dtype=object)
         starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]) if len(group) else np.zeros(0, np.int64)
@@ -148,6 +150,12 @@ class FittedLookup:
         self.running = RunningStats(fitted[RUNNING]) if RUNNING in fitted else None
         self._index = {name: dict(zip(t[_vocab_key(t)].to_pylist(), range(t.num_rows)))
                        for name, t in fitted.items() if name != RUNNING}
+        self._codes = {name: {k: c for k, c in zip(t[_vocab_key(t)].to_pylist(), t["code"].to_pylist()) if k is not None}
+                       for name, t in fitted.items() if name != RUNNING}
+
+    def codes(self, name: str) -> dict:
+        """Vocabulary ``name`` as value -> code (NULL has no code: the SQL's join never matches it)."""
+        return self._codes[name]
 
     def rows_for(self, posts: pa.Table) -> dict[str, pa.Table]:
         """Per relation, its rows for ``posts`` (the columns the vocabularies are keyed by: uid,

@@ -26,7 +26,10 @@ def join_features(features: list[pl.DataFrame], rows: pl.DataFrame) -> tuple[pl.
         if clash:
             raise ValueError(f"feature name(s) {sorted(clash)} appear in two feature groups")
         names += cols
-        frame = frame.join(f.select("pid", *cols), on="pid", how="left", maintain_order="left")
+        if f.height == rows.height and f["pid"].equals(rows["pid"]):  # already row for row (a served request)
+            frame = frame.hstack([f.get_column(c) for c in cols])
+        else:
+            frame = frame.join(f.select("pid", *cols), on="pid", how="left", maintain_order="left")
     return frame, names
 
 
@@ -43,7 +46,10 @@ def check_columns(names: list[str], expected: list[str]) -> None:
 
 def to_matrix(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
     """(N, F) float32 of ``names`` in that order (nulls become NaN)."""
-    missing = [c for c in names if c not in frame.columns]
+    have = set(frame.columns)
+    missing = [c for c in names if c not in have]
     if missing:
         raise ValueError(f"feature columns missing from the frame: {missing[:10]}")
-    return frame.select(names).to_numpy().astype(np.float32)
+    if not names:
+        return np.zeros((frame.height, 0), np.float32)
+    return np.column_stack([frame.get_column(c).to_numpy() for c in names]).astype(np.float32)

@@ -7,8 +7,10 @@ encoder and the neighbour lookup over the stored embedding (``data/fitted/``, wr
 stages). ``rows(records)`` parses the posts as ingest does and builds, for each model-input table,
 the new posts' rows:
 
-- SQL groups: the group's own SQL over the new posts plus their users' stored rows, the crawled
-  rows of their Pathaliases, the fitted relations and the running statistics as of each post;
+- SQL groups: over the new posts plus their users' stored rows, the crawled rows of their
+  Pathaliases, the fitted relations and the running statistics as of each post, the group's
+  in-process kernel (``featurestore.sql_kernels``: the SQL's arithmetic without a query planner,
+  tested equal to it), or the group's own SQL where it has no kernel;
 - text and image statistics: from the new posts alone (the text model is loaded, not fitted);
 - frozen encoders (e.g. ``embed_minilm``): the new posts alone, as the stage embeds them;
 - sequence features: the new posts' engineered embedding against the stored one, one search.
@@ -29,8 +31,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.config import config_from_dict
-from featurestore.embeddings import (EngineeredEmbeddingConfig, EngineeredEncoder, embedding_columns, embedding_prefix,
-                                     engineered_inputs)
+from featurestore.embeddings import (
+    EngineeredEmbeddingConfig,
+    EngineeredEncoder,
+    embedding_columns,
+    embedding_prefix,
+    engineered_inputs,
+)
 from featurestore.feature_groups import group_of_table
 from featurestore.features_sequence import SequenceConfig
 from featurestore.features_text import TextModel, text_inputs, text_rows
@@ -40,6 +47,7 @@ from featurestore.new_posts import new_post_tables, new_split_rows, write_new_ro
 from featurestore.paths import Paths
 from featurestore.sequence_online import NeighbourLookup
 from featurestore.smpd_crawled import empty_crawled_table
+from featurestore.sql_kernels import KERNELS, kernel_rows
 from featurestore.sql_online import FittedLookup, sql_groups_rows
 from featurestore.stored_rows import USER_TABLES, StoredRows
 from featurestore.table_specs import get_table
@@ -111,13 +119,13 @@ class OnlineFeatures:
                     built[table] = self._build(table, new, Path(tmp), rows_of)
                 return built[table]
 
-            order = pa.table({"pid": new_pids})
             out = []
             for t in self.tables:
                 rows = rows_of(t)
                 rows = rows.drop_columns([c for c in ("postdate",) if c in rows.column_names])
-                joined = order.join(rows, "pid", join_type="left outer")
-                out.append(joined.take(pc.index_in(new_pids, value_set=joined["pid"])))
+                at = pc.index_in(new_pids, value_set=rows["pid"])  # input order; a post without a row: nulls
+                taken = rows.take(at)
+                out.append(taken.set_column(taken.column_names.index("pid"), "pid", new_pids))
             return out
 
     def _build(self, table: str, new: dict[str, pa.Table], scratch: Path, rows_of) -> pa.Table:
@@ -132,8 +140,9 @@ class OnlineFeatures:
         raise ValueError(f"serving: feature group {self.groups[table].name!r} has no online builder")
 
     def _sql_rows(self, new: dict[str, pa.Table]) -> dict[str, pa.Table]:
-        """Every needed SQL group's rows of the new posts (table -> rows): each group's SQL over them
-        and their users' stored rows, on one connection."""
+        """Every needed SQL group's rows of the new posts (table -> rows) from them and their users'
+        stored rows: the group's in-process kernel (``featurestore.sql_kernels``, equal to its SQL),
+        or its SQL where it has none."""
         new_pids = new["posts"]["pid"]
         stored = self.stored.of_users(new["posts"]["uid"].to_pylist(), exclude_pids=new_pids.to_numpy())
         split = new_split_rows(new["posts"])
@@ -143,12 +152,16 @@ class OnlineFeatures:
         tables["labels"] = stored["labels"]
         crawled = self.stored.crawled_of(new["additional"]["pathalias"].to_pylist())
         tables["crawled_users"] = empty_crawled_table() if crawled is None else crawled
-        keys = new["posts"].select(["pid", "uid", "postdate"]).join(
-            new["categories"].select(["pid", "category", "subcategory", "concept"]), "pid")
-        rows = sql_groups_rows({self.groups[t].name: self.configs[t] for t in self.sql_tables}, tables,
-                               self.fitted.rows_for(keys))
-        keep = {t: rows[self.groups[t].name] for t in self.sql_tables}
-        return {t: r.filter(pc.is_in(r["pid"], value_set=new_pids)) for t, r in keep.items()}
+        pids = new_pids.to_pylist()
+        out = {t: kernel_rows(self.groups[t].name, pids, tables, self.fitted, self.configs[t])
+               for t in self.sql_tables if self.groups[t].name in KERNELS}
+        by_sql = {self.groups[t].name: self.configs[t] for t in self.sql_tables if t not in out}
+        if by_sql:  # a group without a kernel: its SQL over the same rows and the fitted relations cut to them
+            keys = new["posts"].select(["pid", "uid", "postdate"]).join(
+                new["categories"].select(["pid", "category", "subcategory", "concept"]), "pid")
+            rows = sql_groups_rows(by_sql, tables, self.fitted.rows_for(keys))
+            out |= {t: rows[self.groups[t].name] for t in self.sql_tables if t not in out}
+        return {t: r.filter(pc.is_in(r["pid"], value_set=new_pids)) for t, r in out.items()}
 
     def _image_rows(self, new: dict[str, pa.Table]) -> pa.Table:
         cfg: ImageStatsConfig = self.configs["features_image_stats"]

@@ -94,9 +94,9 @@ class Predictor:
     def features(self, records: list[dict]) -> pl.DataFrame:
         """pid + the model's feature columns (in its order) of validated ``records``, in input order."""
         tables = [pl.from_arrow(t) for t in self.online.rows(records)]
-        frame, names = join_features(tables, tables[0].select("pid"))
+        frame, names = join_features(tables, tables[0].select("pid"))  # pid, then names
         check_columns(names, self.bundle.feature_names)
-        return frame.select("pid", *names)
+        return frame
 
     def predict(self, records: list) -> pl.DataFrame:
         """pid, pred, interval_lo, interval_hi, image_found, warnings per record, in input order.

@@ -12,12 +12,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-
 from feature_tables import write_tables
+
 from featurestore.feature_groups import build_group_with_fitted, get_group
 from featurestore.paths import Paths
 from featurestore.simulate import SimConfig, simulate_smpd
-from featurestore.sql_online import ROWS_NEEDED, FittedLookup, RunningStats, level_keys, needed_tables, sql_group_rows
+from featurestore.sql_kernels import KERNELS, kernel_rows
+from featurestore.sql_online import (
+    ROWS_NEEDED,
+    FittedLookup,
+    RunningStats,
+    level_keys,
+    needed_tables,
+    sql_group_rows,
+)
 from pipelines import features_baseline, features_history, features_ids, ingest, split
 
 SQL_GROUPS = ["baseline", "user", "crawled", "temporal", "ids", "history"]
@@ -184,3 +192,89 @@ def test_stages_write_the_fitted_relations(store):
             assert pq.read_table(paths.fitted(f"{name}.parquet")).equals(fitted[name]), name
     codes = pq.read_table(paths.fitted("vocab_category.parquet"))["code"].to_numpy()
     assert np.array_equal(codes, np.arange(len(codes)))
+
+
+# --- the in-process kernels (featurestore.sql_kernels) equal the SQL --------------------------
+
+def _assert_same_rows(got: pa.Table, want: pa.Table, tol: float = 1e-9) -> None:
+    """Same columns, types, pids and NULLs; floats within ``tol``, everything else equal."""
+    assert got.schema.names == want.schema.names and got.schema.types == want.schema.types, (got.schema, want.schema)
+    assert got["pid"].to_pylist() == want["pid"].to_pylist()
+    for name in want.column_names:
+        g, w = got[name].to_pylist(), want[name].to_pylist()
+        for pid, a, b in zip(want["pid"].to_pylist(), g, w):
+            if isinstance(b, float) and b is not None and a is not None:
+                same = (np.isnan(a) and np.isnan(b)) or a == b or abs(a - b) <= tol * max(1.0, abs(b))
+            else:
+                same = a == b
+            assert same, (name, pid, a, b)
+
+
+@pytest.mark.parametrize("group", SQL_GROUPS)
+def test_kernel_rows_of_the_whole_store_equal_the_batch_table(store, group):
+    paths, stored, batch, fitted, sample = store
+    tables = {n: stored[n] for n in needed_tables(group)}
+    got = kernel_rows(group, stored["posts"]["pid"].to_pylist(), tables, FittedLookup(fitted),
+                      get_group(group).make_config(PARAMS))
+    assert got.num_rows == batch[group].num_rows
+    _assert_same_rows(got, batch[group])
+
+
+@pytest.mark.parametrize("group", SQL_GROUPS)
+def test_kernel_row_of_a_post_from_its_rows_alone_equals_its_batch_row(store, group):
+    paths, stored, batch, fitted, sample = store
+    lookup = FittedLookup(fitted)
+    config = get_group(group).make_config(PARAMS)
+    for pid in sample:
+        got = kernel_rows(group, [pid], _needed(stored, group, pid), lookup, config)
+        _assert_same_rows(got, _rows(batch[group], [pid]))
+
+
+def test_kernels_agree_with_the_sql_on_several_new_posts_of_one_user(store):
+    """New posts of one user in one request see each other (strictly earlier ones count in the user
+    windows), and a new post may share a second with a stored one: kernels and SQL on the same inputs."""
+    paths, stored, batch, fitted, sample = store
+    posts = stored["posts"]
+    uid = _rows(posts, sample[-1:])["uid"][0].as_py()
+    mine = posts.filter(pc.field("uid") == uid).sort_by("postdate")
+    last = mine["postdate"][-1].as_py()
+    new_pids = [10_000_000 + i for i in range(3)]
+    dates = [last + 3600, last + 3600, mine["postdate"][0].as_py()]  # two in one second; one as early as the first
+    src = mine["pid"][0].as_py()
+    tables = {}
+    for name, table in stored.items():
+        if name == "crawled_users":
+            tables[name] = table
+            continue
+        rows = _rows(table, mine["pid"].to_pylist())
+        if name == "labels":
+            tables[name] = rows
+            continue
+        template = _rows(table, [src])
+        extra = []
+        for pid, t in zip(new_pids, dates):
+            row = template.set_column(0, "pid", pa.array([pid], pa.int64()))
+            if "postdate" in row.column_names:
+                row = row.set_column(row.column_names.index("postdate"), "postdate", pa.array([t], pa.int64()))
+            if name == "split":
+                row = row.set_column(row.column_names.index("label_visible"), "label_visible", pa.array([False]))
+            extra.append(row)
+        tables[name] = pa.concat_tables([rows, *extra])
+    lookup = FittedLookup(fitted)
+    for group in SQL_GROUPS:
+        config = get_group(group).make_config(PARAMS)
+        need = {n: tables[n] for n in needed_tables(group)}
+        want = _rows(sql_group_rows(group, need, fitted, config), new_pids)
+        got = kernel_rows(group, new_pids, need, lookup, config)
+        assert want.num_rows == 3
+        _assert_same_rows(got, want)
+    user = _rows(sql_group_rows("user", {n: tables[n] for n in needed_tables("user")}, fitted,
+                                get_group("user").make_config(PARAMS)), new_pids)
+    # the stored posts and the third new post count; the other post of the same second does not
+    assert user["user_posts_before"].to_pylist()[:2] == [float(mine.num_rows + 1)] * 2
+
+
+def test_every_sql_group_has_a_kernel():
+    from featurestore.feature_groups import list_groups
+    sql_groups = {g.name for g in list_groups() if g.sql}
+    assert sql_groups == set(KERNELS) == set(SQL_GROUPS)
