@@ -115,7 +115,7 @@ def measure(client: httpx.Client, reqs: list[list[dict]], threads: int) -> dict:
 
 
 PARTS = {"pipelines.online_features": ("new_post_tables", "sql_groups_rows", "text_rows", "image_stats_table"),
-         "pipelines.predictor": ("post_warnings", "to_matrix")}
+         "pipelines.predictor": ("post_warnings", "aligned_matrix")}
 
 
 def breakdown(root: Path, smpd_dir: Path | None, records: list[dict], repeat: int) -> dict:

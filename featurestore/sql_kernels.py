@@ -117,6 +117,21 @@ class _Rows:
         return pid in self.at
 
 
+class _Inputs:
+    """The input tables of one call, each turned into ``_Rows`` once for all the groups that read it."""
+
+    def __init__(self, tables: dict[str, pa.Table]) -> None:
+        self._tables, self._rows = tables, {}
+
+    def table(self, name: str) -> pa.Table:
+        return self._tables[name]
+
+    def rows(self, name: str) -> _Rows:
+        if name not in self._rows:
+            self._rows[name] = _Rows(self._tables[name])
+        return self._rows[name]
+
+
 @dataclass
 class _UserRows:
     """One user's (or user x category's) rows sorted by (postdate, pid), with prefix aggregates
@@ -195,10 +210,10 @@ def _words(text: str | None) -> float:
     return 0.0 if s == "" else float(len(s.split(" ")))
 
 
-def baseline_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
+def baseline_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_baseline.sql."""
     posts, users, additional, text, temporal, categories = (
-        _Rows(tables[n]) for n in ("posts", "users", "additional", "text", "temporal", "categories"))
+        tables.rows(n) for n in ("posts", "users", "additional", "text", "temporal", "categories"))
     vocab = {n: fitted.codes(f"vocab_{n}") for n in ("category", "subcategory", "concept")}
     targets = _targets(pids, posts, users, additional, text, temporal, categories)
     postdates, rows = [], []
@@ -237,9 +252,9 @@ def _user_windows(posts: _Rows, keep: Callable[[int], bool] = lambda p: True) ->
     return _by_key(pids, [posts.get("uid", p) for p in pids], [posts.get("postdate", p) for p in pids])
 
 
-def user_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
+def user_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_user.sql."""
-    posts, users, additional = (_Rows(tables[n]) for n in ("posts", "users", "additional"))
+    posts, users, additional = (tables.rows(n) for n in ("posts", "users", "additional"))
     windows = _user_windows(posts)
     targets = _targets(pids, posts, users, additional)
     postdates, rows = [], []
@@ -266,9 +281,9 @@ def user_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -
     return _frame(targets, postdates, rows)
 
 
-def temporal_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
+def temporal_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_temporal.sql."""
-    posts, users, temporal = (_Rows(tables[n]) for n in ("posts", "users", "temporal"))
+    posts, users, temporal = (tables.rows(n) for n in ("posts", "users", "temporal"))
     windows = _user_windows(posts, keep=users.__contains__)
     targets = _targets(pids, posts, users, temporal)
     postdates, rows = [], []
@@ -303,10 +318,10 @@ CRAWLED_RATIOS = (("views_per_photo", "totalViews", "photoCount"), ("faves_per_v
                   ("in_group_per_photo", "totalInGroup", "photoCount"))
 
 
-def crawled_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
+def crawled_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_crawled.sql."""
-    posts, additional = _Rows(tables["posts"]), _Rows(tables["additional"])
-    crawled = tables["crawled_users"].to_pylist()
+    posts, additional = tables.rows("posts"), tables.rows("additional")
+    crawled = tables.table("crawled_users").to_pylist()
     by_alias = {r["pathalias"]: r for r in crawled if r["pathalias"] is not None}
     targets = _targets(pids, posts, additional)
     postdates, rows = [], []
@@ -320,9 +335,9 @@ def crawled_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config
     return _frame(targets, postdates, rows)
 
 
-def ids_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
+def ids_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_ids.sql."""
-    posts = _Rows(tables["posts"])
+    posts = tables.rows("posts")
     codes = fitted.codes("vocab_user")
     targets = _targets(pids, posts)
     rows = [{"id_user_code": codes.get(posts.get("uid", p))} for p in targets]
@@ -357,10 +372,10 @@ def _decayed(w: _UserRows, k: int, t0: int, half_life_days: float) -> float | No
     return None if num is None else _round9(num / den)
 
 
-def history_rows(pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
+def history_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_history.sql (the running category statistics from ``fitted``'s index of
     ``history_running``, as its ASOF joins read them)."""
-    posts, split, categories, labels = (_Rows(tables[n]) for n in ("posts", "split", "categories", "labels"))
+    posts, split, categories, labels = (tables.rows(n) for n in ("posts", "split", "categories", "labels"))
     base = [p for p in posts.cols["pid"] if p in split and p in categories]
     uid = [posts.get("uid", p) for p in base]
     date = [posts.get("postdate", p) for p in base]
@@ -404,7 +419,14 @@ KERNELS: dict[str, Callable] = {"baseline": baseline_rows, "user": user_rows, "t
 def kernel_rows(group: str, pids, tables: dict[str, pa.Table], fitted: FittedLookup, config) -> pa.Table:
     """SQL group ``group``'s rows of ``pids`` (those its SQL gives a row), sorted by pid, from the
     tables ``sql_online.needed_tables(group)`` names and the run's indexed fitted relations."""
-    return KERNELS[group](list(pids), tables, fitted, config)
+    return kernels_rows({group: config}, pids, tables, fitted)[group]
 
 
-__all__ = ["KERNELS", "RUNNING", "kernel_rows"]
+def kernels_rows(configs: dict[str, object], pids, tables: dict[str, pa.Table], fitted: FittedLookup
+                 ) -> dict[str, pa.Table]:
+    """``kernel_rows`` of several groups (group -> config) over the same tables, read once."""
+    inputs = _Inputs(tables)
+    return {group: KERNELS[group](list(pids), inputs, fitted, config) for group, config in configs.items()}
+
+
+__all__ = ["KERNELS", "RUNNING", "kernel_rows", "kernels_rows"]

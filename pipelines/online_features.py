@@ -47,7 +47,7 @@ from featurestore.new_posts import new_post_tables, new_split_rows, write_new_ro
 from featurestore.paths import Paths
 from featurestore.sequence_online import NeighbourLookup
 from featurestore.smpd_crawled import empty_crawled_table
-from featurestore.sql_kernels import KERNELS, kernel_rows
+from featurestore.sql_kernels import KERNELS, kernels_rows
 from featurestore.sql_online import FittedLookup, sql_groups_rows
 from featurestore.stored_rows import USER_TABLES, StoredRows
 from featurestore.table_specs import get_table
@@ -153,8 +153,9 @@ class OnlineFeatures:
         crawled = self.stored.crawled_of(new["additional"]["pathalias"].to_pylist())
         tables["crawled_users"] = empty_crawled_table() if crawled is None else crawled
         pids = new_pids.to_pylist()
-        out = {t: kernel_rows(self.groups[t].name, pids, tables, self.fitted, self.configs[t])
-               for t in self.sql_tables if self.groups[t].name in KERNELS}
+        by_kernel = {t: self.groups[t].name for t in self.sql_tables if self.groups[t].name in KERNELS}
+        rows = kernels_rows({g: self.configs[t] for t, g in by_kernel.items()}, pids, tables, self.fitted)
+        out = {t: rows[g] for t, g in by_kernel.items()}
         by_sql = {self.groups[t].name: self.configs[t] for t in self.sql_tables if t not in out}
         if by_sql:  # a group without a kernel: its SQL over the same rows and the fitted relations cut to them
             keys = new["posts"].select(["pid", "uid", "postdate"]).join(

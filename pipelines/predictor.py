@@ -16,6 +16,7 @@ Opening loads everything once (stored rows by user, fitted artefacts, the stacke
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
@@ -25,13 +26,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import joblib
+import numpy as np
 import polars as pl
+from threadpoolctl import ThreadpoolController
 
 from featurestore.config import config_from_dict
 from featurestore.ingest import IngestConfig
 from featurestore.paths import Paths
 from featurestore.smpd_values import Bounds
-from models.matrix import check_columns, join_features, to_matrix
+from models.matrix import aligned_matrix
 from pipelines.fingerprint import digest_of
 from pipelines.manifest import open_run, read_manifest
 from pipelines.online_features import OnlineFeatures
@@ -39,6 +42,7 @@ from pipelines.post_input import StoreSummary, post_warnings, validate_posts
 
 log = logging.getLogger(__name__)
 
+SMALL_REQUEST = 16  # posts; see Predictor._pools
 OUTPUT_COLUMNS = ("pid", "pred", "interval_lo", "interval_hi", "image_found", "warnings")
 
 
@@ -80,6 +84,7 @@ class Predictor:
         self.online = OnlineFeatures(paths, params, tuple(self.bundle.feature_groups))
         self.store = StoreSummary.load(paths)
         self._lock = threading.Lock()
+        self._threads = ThreadpoolController()  # the BLAS / OpenMP pools of the loaded libraries
 
     @classmethod
     def open(cls, root: Path, smpd_dir: Path | None = None, params_file: Path | None = None) -> Predictor:
@@ -91,12 +96,17 @@ class Predictor:
     def stored_posts(self) -> int:
         return len(self.online.stored.pids_sorted)
 
-    def features(self, records: list[dict]) -> pl.DataFrame:
-        """pid + the model's feature columns (in its order) of validated ``records``, in input order."""
-        tables = [pl.from_arrow(t) for t in self.online.rows(records)]
-        frame, names = join_features(tables, tables[0].select("pid"))  # pid, then names
-        check_columns(names, self.bundle.feature_names)
-        return frame
+    def features(self, records: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(pids, (N, F) float32 model matrix in the model's column order) of validated ``records``,
+        in input order."""
+        tables = self.online.rows(records)
+        return tables[0]["pid"].to_numpy(), aligned_matrix(tables, self.bundle.feature_names)
+
+    def _pools(self, n: int):
+        """A request of at most ``SMALL_REQUEST`` posts runs with one BLAS / OpenMP thread: waking and
+        spinning a pool costs a few posts more than it saves (one post: 2x the wall time under load,
+        BENCHMARKS.md "Serving"). Results do not depend on the thread count."""
+        return self._threads.limit(limits=1) if n <= SMALL_REQUEST else contextlib.nullcontext()
 
     def predict(self, records: list) -> pl.DataFrame:
         """pid, pred, interval_lo, interval_hi, image_found, warnings per record, in input order.
@@ -104,10 +114,9 @@ class Predictor:
         Bad records raise ``PostInputError`` (naming post and field) before any work.
         """
         records = validate_posts(records, self.bounds)
-        with self._lock:
-            frame = self.features(records)
-            out = pl.DataFrame({"pid": frame["pid"].to_numpy()}
-                               | self.bundle.predict(to_matrix(frame, self.bundle.feature_names)))
+        with self._lock, self._pools(len(records)):
+            pids, X = self.features(records)
+            out = pl.DataFrame({"pid": pids} | self.bundle.predict(X))
         out = pl.concat([out, post_warnings(self.store, records, out["pid"].to_list())], how="horizontal")
         flagged = out.filter(pl.col("warnings") != "")
         if flagged.height:
