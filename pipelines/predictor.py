@@ -9,8 +9,9 @@ fitted per call, a cost that does not grow with the store).
 Thread safety: ``predict`` and ``similar`` may be called from many threads at once (the service's
 threadpool). Input checks and warnings run unlocked; building the features and calling the model
 hold one lock, and so does a similar-post lookup (its first call writes the FAISS index cache).
-The feature build already uses every core (DuckDB, torch, LightGBM each run multi-threaded), so
-serialising it costs little throughput and rules out races in the libraries' global state.
+A batch of posts already uses every core (BLAS, LightGBM, polars run multi-threaded), and a
+request of a few posts runs single-threaded (``_pools``), so serialising costs little throughput
+and rules out races in the libraries' global state.
 Opening loads everything once (stored rows by user, fitted artefacts, the stacked model).
 """
 
