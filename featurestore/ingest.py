@@ -127,7 +127,8 @@ def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None,
                 bounds: Bounds = Bounds()) -> dict[str, dict[str, pa.Array]]:
     """Parse all files of one split into column dicts keyed by table name (rows not yet filtered).
 
-    ``raw``: kind -> columns already loaded by ``load_file`` (loaded here when absent).
+    ``raw``: kind -> columns already loaded by ``load_file`` (loaded here when absent); it may hold
+    ``image_list``'s lines too (else the file is read).
     ``bounds``: plausible post dates, user dates and labels; a value outside is a problem.
     """
     raw = raw if raw is not None else {k: load_file(files[k], k) for k in (*RECORD_KEYS, "user")}
@@ -153,7 +154,7 @@ def parse_split(files: SplitFiles, problems: Problems, raw: dict | None = None,
                   "mediastatus": parse_str(a["Mediastatus"], name, "Mediastatus", problems)}
     users = read_user_file(files["user"], ref, problems, loaded=raw["user"], bounds=bounds)
     check_rows(len(users["uid"]), n, files["user"].name, files["category"].name)
-    lines = read_lines(files["image_list"])
+    lines = raw["image_list"] if "image_list" in raw else read_lines(files["image_list"])
     check_rows(len(lines), n, files["image_list"].name, files["category"].name)
     images = parse_image_list(lines, files["image_list"].name, ref["pid"], ref["uid"], files.split, problems)
     out = {"categories": {"pid": ref["pid"], **{k: ref[k] for k in ("category", "subcategory", "concept")}},

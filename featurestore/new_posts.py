@@ -1,6 +1,7 @@
 """Records of posts that are not in the store yet (``smpp predict``) turned into store tables.
 
-New posts go through the same parsers as ingest (written as a tiny SMPD "test" split).
+New posts go through the same parsers as ingest, as the records of a tiny SMPD "test" split
+(``write_as_split`` writes those files; ``new_post_tables`` parses the same records in memory).
 ``new_post_tables`` gives their typed ingest tables (split ``predict``, no label); a post whose Pid
 is already stored replaces the stored row, so a stored post replayed as new gets exactly its
 stored features. Computing the features is the pipeline's job (``pipelines.online_features``).
@@ -18,9 +19,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from featurestore.ingest import RECORD_KEYS, _image_exists, split_tables
+from featurestore.smpd_io import record_columns
 from featurestore.table_specs import get_table
 from featurestore.smpd_layout import SplitFiles, locate_split
-from featurestore.smpd_users import USER_FIELDS
+from featurestore.smpd_users import USER_FIELDS, user_columns_from_records
 from featurestore.smpd_values import Problems
 
 FILES = {"category": "test_category.json", "text": "test_text.json", "temporal": "test_temporalspatial_information.json",
@@ -57,9 +59,8 @@ def stored_records(smpd_dir: Path, pids: list[int], split: str = "train") -> lis
     return out
 
 
-def write_as_split(records: list[dict], folder: Path, next_pid: int) -> SplitFiles:
-    """Write post records (SMPD field names; ``image``: image path) as SMPD test-split files."""
-    folder.mkdir(parents=True, exist_ok=True)
+def _rows(records: list[dict], next_pid: int) -> list[dict]:
+    """The records with their Pid (given, else ``next_pid + i``); Uid and Postdate required."""
     rows = []
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
@@ -67,19 +68,41 @@ def write_as_split(records: list[dict], folder: Path, next_pid: int) -> SplitFil
         if "Uid" not in rec or "Postdate" not in rec:
             raise ValueError(f"post {i}: 'Uid' and 'Postdate' are required")
         rows.append({**rec, "Pid": str(rec.get("Pid", next_pid + i))})
-    for kind, keys in RECORD_KEYS.items():
-        (folder / FILES[kind]).write_text(json.dumps([{k: r.get(k, "") if k in ("Title", "Alltags") else r.get(k)
-                                                       for k in keys} for r in rows]))
-    (folder / FILES["user"]).write_text(json.dumps([{k: r.get(k) for k in USER_FIELDS} for r in rows]))
+    return rows
+
+
+def _file_records(rows: list[dict]) -> dict[str, list]:
+    """What each SMPD test-split file of these posts holds (kind -> records or lines)."""
+    files: dict[str, list] = {kind: [{k: r.get(k, "") if k in ("Title", "Alltags") else r.get(k) for k in keys}
+                                     for r in rows] for kind, keys in RECORD_KEYS.items()}
+    files["user"] = [{k: r.get(k) for k in USER_FIELDS} for r in rows]
     # the SMPD convention here; the caller's own image paths replace these after parsing
-    (folder / FILES["image_list"]).write_text("".join("test/{}/{}.jpg\n".format(r["Uid"], r["Pid"]) for r in rows))
+    files["image_list"] = ["test/{}/{}.jpg".format(r["Uid"], r["Pid"]) for r in rows]
+    return files
+
+
+def write_as_split(records: list[dict], folder: Path, next_pid: int) -> SplitFiles:
+    """Write post records (SMPD field names; ``image``: image path) as SMPD test-split files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for kind, content in _file_records(_rows(records, next_pid)).items():
+        text = "".join(f"{line}\n" for line in content) if kind == "image_list" else json.dumps(content)
+        (folder / FILES[kind]).write_text(text)
+    return _split_files(folder)
+
+
+def _split_files(folder: Path) -> SplitFiles:
     return SplitFiles(split="test", paths={k: folder / v for k, v in FILES.items()}, release="2022+")
 
 
-def new_post_tables(records: list[dict], scratch: Path, smpd_dir: Path, next_pid: int) -> dict[str, pa.Table]:
-    """Typed ingest tables of the new posts (bad values raise, naming post and field)."""
-    files = write_as_split(records, scratch / "new_smpd", next_pid)
-    tables, _ = split_tables(files, Problems(policy="error"), None, set())
+def new_post_tables(records: list[dict], smpd_dir: Path, next_pid: int) -> dict[str, pa.Table]:
+    """Typed ingest tables of the new posts (bad values raise, naming post and field): the records
+    parsed as ingest parses a test split's files (``write_as_split`` writes those files), in memory."""
+    content = _file_records(_rows(records, next_pid))
+    files = _split_files(Path("new_smpd"))  # names the fields' file in error messages; nothing is read
+    raw = {kind: record_columns(content[kind], FILES[kind], keys) for kind, keys in RECORD_KEYS.items()}
+    raw["user"] = user_columns_from_records(content["user"], FILES["user"])
+    raw["image_list"] = content["image_list"]
+    tables, _ = split_tables(files, Problems(policy="error"), raw, set())
     given = pa.array([r.get("image") for r in records], pa.string())
     paths = pc.coalesce(given, tables["images"]["path"])
     tables["images"] = tables["images"].set_column(tables["images"].column_names.index("path"), "path", paths)

@@ -108,12 +108,17 @@ def load_user_columns(path: Path) -> tuple[dict, str]:
     name = path.name
     data = read_json(path)
     if isinstance(data, list):
-        cols, form = _columns_from_records(data, name), "records"
+        return user_columns_from_records(data, name)
     elif isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
         cols, form = _columns_from_columnar(data, name), "columns"
     else:
         raise bad_value(name, None, None, "expected a JSON array of records (7a) or a columnar object (7b)")
     return {k: _to_arrow(v) for k, v in cols.items()}, form
+
+
+def user_columns_from_records(data: list, name: str) -> tuple[dict, str]:
+    """``load_user_columns`` of a user file of the records form (7a) already loaded as ``data``."""
+    return {k: _to_arrow(v) for k, v in _columns_from_records(data, name).items()}, "records"
 
 
 def _to_arrow(values: list):

@@ -107,8 +107,8 @@ class OnlineFeatures:
 
     def rows(self, records: list[dict]) -> list[pa.Table]:
         """For each table of ``self.tables``, the new posts' rows: pid + its model-input columns, in input order."""
-        with tempfile.TemporaryDirectory(prefix="smpp-predict-") as tmp:
-            new = new_post_tables(records, Path(tmp), self.paths.smpd_dir, self.next_pid)
+        with tempfile.TemporaryDirectory(prefix="smpp-predict-") as tmp:  # frozen encoders' scratch roots
+            new = new_post_tables(records, self.paths.smpd_dir, self.next_pid)
             new_pids = new["posts"]["pid"]
             built: dict[str, pa.Table] = {}
 
