@@ -3,7 +3,10 @@
 Labelled posts are ordered by (postdate, pid) and cut at the cumulative ``fractions``, so every
 validation post is published no earlier than every training post and every test post no earlier
 than every validation post. Posts from the unlabelled test files form the ``predict`` split.
-``label_visible`` marks the labels that feature computations may read: the train split's only.
+``label_visible`` marks the labels that feature computations may read: those of the splits in
+``SplitConfig.label_visible`` (the train split's by default; submit mode adds val, so the posts
+to predict see every labelled post). Test labels never become visible: they only report. The
+feature groups read a visible label only for posts published strictly later (point in time).
 """
 
 from __future__ import annotations
@@ -14,14 +17,21 @@ import numpy as np
 import pyarrow as pa
 
 
+VISIBLE_SPLITS = (("train",), ("train", "val"))  # the allowed split.label_visible values
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test of the labelled posts
+    label_visible: tuple[str, ...] = ("train",)  # splits whose labels features may read; submit mode: train, val
 
     def __post_init__(self) -> None:
         f = self.fractions
         if len(f) != 3 or min(f) < 0 or abs(sum(f) - 1) > 1e-9 or f[0] <= 0 or f[1] <= 0:
             raise ValueError(f"split.fractions must be 3 non-negative numbers summing to 1 with train, val > 0; got {f}")
+        if tuple(self.label_visible) not in VISIBLE_SPLITS:
+            raise ValueError(f"split.label_visible must be [train] or [train, val] (test labels only report); "
+                             f"got {list(self.label_visible)}")
 
 
 def chronological_split(posts: pa.Table, config: SplitConfig) -> pa.Table:
@@ -39,7 +49,7 @@ def chronological_split(posts: pa.Table, config: SplitConfig) -> pa.Table:
     split[order[cut_train:cut_val]] = "val"
     split[order[cut_val:]] = "test"
     table = pa.table({"pid": pid, "postdate": date, "split": pa.array(split.tolist(), pa.string()),
-                      "label_visible": pa.array(split == "train")})
+                      "label_visible": pa.array(np.isin(split, list(config.label_visible)))})
     return table.sort_by("pid")
 
 

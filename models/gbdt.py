@@ -4,6 +4,7 @@ Three wrappers share one interface, so the stacking code can treat them alike:
 
     est = LightGBMRegressor(...)   # or CatBoostRegressor(...), XGBoostRegressor(...)
     est.fit(X, y, X_val=None, y_val=None, num_boost_round=None) -> est
+    # LightGBMRegressor.fit also takes sample_weight (recency weights, models.drift)
     est.predict(X) -> (n,) float64
     est.best_iteration_   # trees kept: early-stopped on (X_val, y_val), else n_estimators
     est.n_features_in_
@@ -21,10 +22,18 @@ import lightgbm as lgb
 import numpy as np
 import xgboost as xgb
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import _check_sample_weight
 
 from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
 
 CAT_MISSING = "-1"  # CatBoost category string for a missing (NaN) code
+SMALL_BATCH = 64  # rows predicted on one thread (a served request): starting threads costs more than it saves
+
+
+def _small_batch(X: np.ndarray, threads_arg: str) -> dict:
+    """The predict keyword that runs ``X`` on one thread when it is a small batch (a row's
+    prediction does not depend on the thread count)."""
+    return {threads_arg: 1} if len(X) <= SMALL_BATCH else {}
 
 
 class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
@@ -64,15 +73,18 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
                 "deterministic": True, "force_row_wise": True, "verbosity": -1}
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
-            num_boost_round: int | None = None) -> "LightGBMRegressor":
+            num_boost_round: int | None = None, sample_weight: np.ndarray | None = None) -> "LightGBMRegressor":
         """Fit on (X, y); with (X_val, y_val), stop when val L2 has not improved for early_stopping_rounds.
 
         ``num_boost_round`` fixes the number of trees (used to refit with a chosen iteration count).
+        ``sample_weight``: (n,) non-negative weights of the training rows (None: all 1); the
+        validation rows are never weighted.
         """
         X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_all_finite=False,
                                               ensure_min_samples=2)
+        weight = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
         cats = list(self.categorical_features)
-        train = lgb.Dataset(X, y, categorical_feature=cats, free_raw_data=True)
+        train = lgb.Dataset(X, y, weight=weight, categorical_feature=cats, free_raw_data=True)
         callbacks, valid = [], []
         if X_val is not None and num_boost_round is None:
             valid = [lgb.Dataset(X_val, y_val, reference=train, categorical_feature=cats)]
@@ -84,7 +96,7 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = check_predict_input(self, X, ensure_all_finite=False)
-        return self.booster_.predict(X, num_iteration=self.best_iteration_)
+        return self.booster_.predict(X, num_iteration=self.best_iteration_, **_small_batch(X, "num_threads"))
 
 
 class CatBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
@@ -140,7 +152,7 @@ class CatBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = check_predict_input(self, X)
-        return np.asarray(self.booster_.predict(self._pool(X)), dtype=np.float64)
+        return np.asarray(self.booster_.predict(self._pool(X), **_small_batch(X, "thread_count")), dtype=np.float64)
 
 
 class XGBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
@@ -195,5 +207,12 @@ class XGBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         X = check_predict_input(self, X)
-        pred = self.booster_.predict(self._dmatrix(X), iteration_range=(0, self.best_iteration_))
+        if len(X) <= SMALL_BATCH and not self.enable_categorical:  # no DMatrix to build: a request's few posts
+            self.booster_.set_param({"nthread": 1})
+            try:
+                pred = self.booster_.inplace_predict(X, iteration_range=(0, self.best_iteration_), missing=np.nan)
+            finally:
+                self.booster_.set_param({"nthread": self.nthread})
+        else:
+            pred = self.booster_.predict(self._dmatrix(X), iteration_range=(0, self.best_iteration_))
         return np.asarray(pred, dtype=np.float64)

@@ -14,6 +14,10 @@ The quantile models are fitted on the train split and early-stopped on its lates
 (``es_fraction``), so the val labels are used once, for the margin: validation picks, test
 only reports. Coverage is then ~``coverage`` for posts exchangeable with val; later posts
 drift, and ``interval_coverage`` in reports/train_stack.json shows by how much.
+
+In submit mode (``train_stack.refit_full``) both quantile models are refitted on train + val
+(``models.train_stack.refit_on_all_labels``) and keep the margin learned here: the refits saw
+the val labels, so a margin calibrated on them again would be in-sample (too narrow).
 """
 
 from __future__ import annotations

@@ -8,16 +8,18 @@ Only train rows are ever fitted on while building the stack:
    and predicts the held-out block;
 3. the meta-learner (``NonNegativeLinearStack`` or ``LGBMStack``) is fitted on the rows that
    have an out-of-fold prediction from every base learner;
-4. each base learner is refitted on all train rows, early-stopped on the val split.
+4. each base learner is refitted on all train rows, early-stopped on the val split;
+5. optionally (``StackedEnsemble.refit_full``, submit mode) each base learner is refitted once
+   more on every labelled row (train + val) with a fixed iteration count from step 4.
 
 The val split only chooses the refit's number of trees/epochs; the meta-learner never sees a
-val or test label.
+val or test label (its weights stay those fitted on the train OOF predictions after step 5).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 import lightgbm as lgb
 import numpy as np
@@ -83,19 +85,51 @@ def _factory(learner) -> Callable[[], BaseEstimator]:
     return learner
 
 
+def internal_es_rows(rows: np.ndarray, es_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(fitted rows, early-stopping rows): ``rows`` (chronological) without / with only their latest ``es_fraction``.
+
+    The early-stopping part is empty when it would round to no row or to every row.
+    """
+    if not 0.0 <= es_fraction < 1.0:
+        raise ValueError(f"es_fraction must be in [0, 1), got {es_fraction}")
+    n_es = int(round(len(rows) * es_fraction))
+    if n_es == 0 or n_es == len(rows):
+        return rows, rows[:0]
+    return rows[:-n_es], rows[-n_es:]
+
+
 def fit_internal_es(make_estimator, X: np.ndarray, y: np.ndarray, rows: np.ndarray, es_fraction: float):
     """Fit a fresh estimator on X[rows], early-stopped on the latest ``es_fraction`` of ``rows``.
 
     ``rows`` must be in chronological order; with ``es_fraction == 0`` there is no early stopping.
     """
-    if not 0.0 <= es_fraction < 1.0:
-        raise ValueError(f"es_fraction must be in [0, 1), got {es_fraction}")
-    n_es = int(round(len(rows) * es_fraction))
+    fit_rows, es_rows = internal_es_rows(rows, es_fraction)
     est = _factory(make_estimator)()
-    if n_es == 0 or n_es == len(rows):
-        return est.fit(X[rows], y[rows])
-    fit_rows, es_rows = rows[:-n_es], rows[-n_es:]
+    if es_rows.size == 0:
+        return est.fit(X[fit_rows], y[fit_rows])
     return est.fit(X[fit_rows], y[fit_rows], X[es_rows], y[es_rows])
+
+
+def scaled_rounds(best_iteration: int, n_full: int, n_fitted: int) -> int:
+    """Iterations for a refit on ``n_full`` rows of a model that early-stopped at ``best_iteration``
+    when fitted on ``n_fitted`` rows: ``round(best_iteration * n_full / n_fitted)``, at least 1.
+
+    More rows support proportionally more boosting rounds before overfitting (the usual refit rule).
+    """
+    return max(1, int(round(best_iteration * n_full / max(n_fitted, 1))))
+
+
+def refit_fixed(make_estimator, X: np.ndarray, y: np.ndarray, best_iteration: int, n_fitted: int, *,
+                scale: bool = True) -> tuple[BaseEstimator, int]:
+    """(a fresh estimator fitted on all of (X, y) without early stopping, its iteration count).
+
+    The count is ``scaled_rounds(best_iteration, len(y), n_fitted)``; with ``scale=False`` it is
+    ``best_iteration`` itself (epoch-based learners: an epoch already grows with the rows).
+    """
+    if best_iteration is None:
+        raise ValueError("refit on all rows needs the validation fit's best_iteration_")
+    rounds = scaled_rounds(best_iteration, len(y), n_fitted) if scale else max(1, int(best_iteration))
+    return _factory(make_estimator)().fit(X, y, num_boost_round=rounds), rounds
 
 
 def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fold], *,
@@ -198,7 +232,9 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
       NaN where missing; ``oof_mask_``: (n_train,) rows the meta-learner was fitted on;
     - ``meta_model_``; ``weights_``: name -> meta weight (NNLS weight, or LGBMStack gain
       share), None for a meta-estimator without ``weights_``; ``intercept_`` likewise;
-    - ``base_models_``: name -> learner refitted on all train rows;
+    - ``base_models_``: name -> learner refitted on all train rows (after ``refit_full``: on all
+      labelled rows); ``refit_rows_``: name -> rows that refit was fitted on (not early-stopped on);
+    - ``refit_full_`` (only after ``refit_full``): name -> {best_iteration, rounds, n_rows};
     - ``fit_seconds_``: name -> {"folds": s, "refit": s} wall time (for logs, not for reports);
     - ``oof_metrics_``: name -> {src, mae, mse, n} on the OOF rows, plus "stack_in_sample"
       (the meta-learner scored on its own training rows, so optimistic).
@@ -257,21 +293,43 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
             weights = getattr(self.meta_model_, "weights_", None)
             self.weights_ = None if weights is None else dict(zip(names, map(float, weights)))
             self.intercept_ = getattr(self.meta_model_, "intercept_", None)
-            self.base_models_ = {}
+            self.base_models_, self.refit_rows_ = {}, {}
             for n in names:
                 bar.set_postfix_str(f"{n} refit")
                 t0 = time.perf_counter()
-                self.base_models_[n] = self._refit(self.base_learners[n], X, y, postdate, X_val, y_val)
+                self.base_models_[n], self.refit_rows_[n] = self._refit(self.base_learners[n], X, y, postdate,
+                                                                        X_val, y_val)
                 self.fit_seconds_[n]["refit"] = round(time.perf_counter() - t0, 1)
                 step(n, "refit")()
         self.oof_metrics_ = self._oof_metrics(names, y)
         return self
 
-    def _refit(self, learner, X, y, postdate, X_val, y_val) -> BaseEstimator:
+    def _refit(self, learner, X, y, postdate, X_val, y_val) -> tuple[BaseEstimator, int]:
         if X_val is not None:
-            return _factory(learner)().fit(X, y, X_val, y_val)
+            return _factory(learner)().fit(X, y, X_val, y_val), len(y)
         order = np.lexsort((np.arange(len(postdate)), postdate))
-        return fit_internal_es(learner, X, y, order, self.es_fraction)
+        return fit_internal_es(learner, X, y, order, self.es_fraction), len(internal_es_rows(order, self.es_fraction)[0])
+
+    def refit_full(self, X: np.ndarray, y: np.ndarray, *, unscaled: Iterable[str] = ()) -> "StackedEnsemble":
+        """Refit every base learner on all labelled rows X (n_all, d), y (n_all,), without early stopping.
+
+        A learner's iteration count is its validation fit's ``best_iteration_`` scaled by
+        n_all / the rows that fit was fitted on (``scaled_rounds``); learners named in ``unscaled``
+        (epoch-based heads, whose epochs already grow with the rows) keep ``best_iteration_``.
+        The OOF predictions and the meta-learner (its weights) are kept as fitted on train.
+        """
+        check_is_fitted(self, "base_models_")
+        X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
+        unscaled, models, self.refit_full_ = set(unscaled), {}, {}
+        for n in tqdm(list(self.base_models_), desc="stack refit on all labels", unit="fit"):
+            t0 = time.perf_counter()
+            best = getattr(self.base_models_[n], "best_iteration_", None)
+            models[n], rounds = refit_fixed(self.base_learners[n], X, y, best, self.refit_rows_[n],
+                                            scale=n not in unscaled)
+            self.refit_full_[n] = {"best_iteration": int(best), "rounds": rounds, "n_rows": len(y)}
+            self.fit_seconds_.setdefault(n, {})["refit_full"] = round(time.perf_counter() - t0, 1)
+        self.base_models_ = models
+        return self
 
     def _oof_metrics(self, names: list[str], y: np.ndarray) -> dict[str, dict]:
         m, P = self.oof_mask_, self.oof_[self.oof_mask_]

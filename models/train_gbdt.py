@@ -2,7 +2,8 @@
 
 Only train rows are fitted; val rows only pick the number of trees; test rows only report.
 With ``refit_full`` (the ``smpp run`` submission mode) a second model is fitted on train+val
-with the chosen number of trees scaled by the data size, and it predicts test/predict posts.
+with the chosen number of trees scaled by the data size (``models.stacking.refit_fixed``, as the
+stack's refit), and it predicts test/predict posts; val posts keep the validation fit's predictions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import polars as pl
 
 from models.gbdt import LightGBMRegressor
 from models.matrix import join_features, to_matrix
+from models.stacking import refit_fixed
 
 CATEGORICAL_SUFFIX = "_code"  # integer-coded columns the GBDTs treat as categorical
 
@@ -65,8 +67,8 @@ def fit_predict(frame: pl.DataFrame, names: list[str], cfg: TrainConfig) -> tupl
             "n_train": int(tr.sum()), "n_val": int(va.sum()), "features": names, "refit_full": cfg.refit_full}
     if cfg.refit_full:
         full = tr | va
-        rounds = max(1, int(round(model.best_iteration_ * full.sum() / max(tr.sum(), 1))))
-        final = cfg.estimator(cats).fit(X[full], y[full], num_boost_round=rounds)
+        final, rounds = refit_fixed(lambda: cfg.estimator(cats), X[full], y[full], model.best_iteration_,
+                                    int(tr.sum()))
         later = np.isin(split, ["test", "predict"])
         pred[later] = final.predict(X[later])
         info["refit_rounds"] = rounds

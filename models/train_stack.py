@@ -4,13 +4,21 @@ Base learners get out-of-fold predictions over time-respecting folds of the TRAI
 meta-learner is fitted on those OOF predictions only, and each base learner is refitted on all
 train rows (early-stopped on val) to predict val/test/predict posts. Val labels only stop the
 refits and calibrate the prediction interval (models.intervals); test labels only report.
+
+With ``refit_full`` (``smpp run --mode submit``) every base learner and both quantile models are
+then refitted on all labelled rows (train + val) with their validation fit's iteration count
+scaled by the row ratio (``models.stacking.refit_fixed``; epoch-based heads keep their epoch
+count, an epoch already growing with the rows); the meta-learner weights and the interval's
+margin stay those fitted on train OOF / calibrated on val. Those refits predict test/predict
+posts (and are the saved bundle); val posts keep the validation fit's predictions, so val
+metrics stay out of sample.
 """
 
 from __future__ import annotations
 
 import time
 from functools import partial
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -18,10 +26,17 @@ import polars as pl
 from models.learners import LEARNERS, create_learner
 from models.matrix import to_matrix
 from models.intervals import ConformalInterval
-from models.stacking import StackedEnsemble, fit_internal_es
+from models.stacking import StackedEnsemble, fit_internal_es, internal_es_rows, refit_fixed
 from models.train_gbdt import CATEGORICAL_SUFFIX, DEFAULT_FEATURE_GROUPS
 
 INTERVAL_COLUMNS = ("interval_lo", "interval_hi")  # conformalised bounds (models.intervals)
+LATER_SPLITS = ("test", "predict")  # the posts a refit on all labelled rows predicts
+
+# Learners whose best_iteration_ counts epochs (passes over the rows), not trees: a refit on more
+# rows keeps the epoch count (its optimiser steps already grow with the rows). Every learner of
+# models.learners.LEARNERS is either here or tree-based (a test checks each is classified).
+EPOCH_LEARNERS = frozenset({"mlp", "sequence", "ppcl"})
+TREE_LEARNERS = frozenset({"lgbm", "catboost", "xgboost"})
 
 
 # PPCL's inputs: frozen MiniLM text embedding, image statistics, user fields and id, category codes.
@@ -44,6 +59,7 @@ class StackConfig:
     quantiles: tuple[float, ...] = (0.1, 0.9)  # LightGBM quantile models -> conformalised interval of q90 - q10
     learner_feature_groups: dict = field(default_factory=lambda: {"ppcl": list(PPCL_FEATURE_GROUPS)})
     # ^ learner -> its own groups; a learner not named reads feature_groups
+    refit_full: bool = False    # submit mode: refit every learner on train + val after the validation fit
 
     def __post_init__(self) -> None:
         # entries of known learners not in the stack are kept unused (switching a learner on is one list edit)
@@ -54,6 +70,10 @@ class StackConfig:
         unknown = set(self.learners) - set(LEARNERS)
         if unknown:
             raise ValueError(f"train_stack.learners: unknown {sorted(unknown)}; known: {sorted(LEARNERS)}")
+        unclassified = set(self.learners) - EPOCH_LEARNERS - TREE_LEARNERS
+        if self.refit_full and unclassified:  # a new learner must say how its refit's iterations scale
+            raise ValueError(f"train_stack.refit_full: learners {sorted(unclassified)} are in neither "
+                             "EPOCH_LEARNERS nor TREE_LEARNERS (models/train_stack.py)")
 
     @property
     def all_groups(self) -> tuple[str, ...]:
@@ -114,18 +134,24 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     t1 = time.perf_counter()
     interval = fit_interval(X, y, postdate, tr, va, cats, cfg, tuple(names), columns.get("interval"))
     timings = {**ens.fit_seconds_, "interval": round(time.perf_counter() - t1, 1)}
-    base = ens.predict_base(X)
-    cols = {f"pred_{k}": v for k, v in base.items()}
-    if interval is not None:
-        cols |= dict(zip(INTERVAL_COLUMNS, interval.predict(X)))
-    preds = frame.select("pid", "split", "label").with_columns(pred=pl.Series(ens.predict(X)),
-                                                                **{k: pl.Series(v) for k, v in cols.items()})
+    best = {k: getattr(m, "best_iteration_", None) for k, m in ens.base_models_.items()}
+    cols = predict_columns(X, ens, interval)
+    refit = None
+    if cfg.refit_full:
+        t2 = time.perf_counter()
+        interval, refit = refit_on_all_labels(ens, interval, X, y, tr, va, cats, cfg, tuple(names),
+                                              columns.get("interval"))
+        later = np.isin(split, LATER_SPLITS)
+        for k, v in (predict_columns(X[later], ens, interval) if later.any() else {}).items():
+            cols[k][later] = v
+        timings["refit_full"] = round(time.perf_counter() - t2, 1)
+    preds = frame.select("pid", "split", "label").with_columns(**{k: pl.Series(v) for k, v in cols.items()})
     info = {"weights": ens.weights_, "intercept": ens.intercept_, "oof_metrics": ens.oof_metrics_,
             "fit_seconds": round(seconds, 1), "timings": timings,
             "n_train": int(tr.sum()), "n_val": int(va.sum()), "n_features": len(names),
             "n_features_per_learner": {k: len(v) if v is not None else len(names) for k, v in columns.items()}
             or {k: len(names) for k in cfg.learners},
-            "best_iterations": {k: getattr(m, "best_iteration_", None) for k, m in ens.base_models_.items()}}
+            "best_iterations": best, "refit_full": refit}
     if interval is not None:
         info["interval"] = {"coverage": interval.coverage, "margin": interval.margin_,
                             "n_calibration": interval.n_calibration_, **interval.raw_coverage_,
@@ -133,6 +159,47 @@ def fit_stack(frame: pl.DataFrame, names: list[str], postdate: np.ndarray, cfg: 
     bundle = StackBundle(ensemble=ens, interval=interval, feature_names=list(names),
                          feature_groups=cfg.all_groups)
     return preds, bundle, info
+
+
+def predict_columns(X: np.ndarray, ens: StackedEnsemble, interval: ConformalInterval | None) -> dict[str, np.ndarray]:
+    """(N, F) -> {"pred", "pred_<learner>"..., and the interval bounds}: each (N,) float64."""
+    cols = {"pred": np.asarray(ens.predict(X), np.float64)} | {f"pred_{k}": v for k, v in ens.predict_base(X).items()}
+    if interval is not None:
+        cols |= {k: np.asarray(v, np.float64) for k, v in zip(INTERVAL_COLUMNS, interval.predict(X))}
+    return cols
+
+
+def refit_on_all_labels(ens: StackedEnsemble, interval: ConformalInterval | None, X: np.ndarray, y: np.ndarray,
+                        tr: np.ndarray, va: np.ndarray, cats: tuple[int, ...],
+                        cfg: StackConfig, names: tuple[str, ...] = (), columns: tuple[int, ...] | None = None
+                        ) -> tuple[ConformalInterval | None, dict]:
+    """Refit ``ens``'s base learners (in place) and the quantile models on the train + val rows.
+
+    Iterations: the validation fit's, scaled by the row ratio (tree learners) or kept (``EPOCH_LEARNERS``).
+    The interval keeps the margin calibrated on val by the validation-fit quantile models (the
+    refits saw val: calibrating them on it would be in-sample). Returns (the refitted interval,
+    learner -> {best_iteration, rounds, n_rows}).
+    """
+    full = tr | va
+    ens.refit_full(X[full], y[full], unscaled=EPOCH_LEARNERS & set(ens.base_models_))
+    report = dict(ens.refit_full_)
+    if interval is None:
+        return None, report
+    rows = np.flatnonzero(tr)
+    n_fitted = len(internal_es_rows(rows, cfg.es_fraction)[0])  # the quantile models' own fitted rows
+    refits = []
+    for side, q, model in (("interval_lo", cfg.quantiles[0], interval.lower), ("interval_hi", cfg.quantiles[1],
+                                                                               interval.upper)):
+        est, rounds = refit_fixed(_quantile_learner(q, cats, cfg, names, columns), X[full], y[full],
+                                  model.best_iteration_, n_fitted)
+        refits.append(est)
+        report[side] = {"best_iteration": int(model.best_iteration_), "rounds": rounds, "n_rows": int(full.sum())}
+    return replace(interval, lower=refits[0], upper=refits[1]), report
+
+
+def _quantile_learner(q: float, cats: tuple[int, ...], cfg: StackConfig, names: tuple[str, ...],
+                      columns: tuple[int, ...] | None):
+    return partial(create_learner, "lgbm", {**cfg.learner_params.get("lgbm", {}), "quantile": q}, cats, names, columns)
 
 
 def fit_interval(X: np.ndarray, y: np.ndarray, postdate: np.ndarray, tr: np.ndarray, va: np.ndarray,
@@ -150,8 +217,8 @@ def fit_interval(X: np.ndarray, y: np.ndarray, postdate: np.ndarray, tr: np.ndar
         raise ValueError("train_stack: the prediction interval is calibrated on the val split, which is empty")
     rows = np.flatnonzero(tr)
     rows = rows[np.argsort(postdate[rows], kind="stable")]  # chronological: early stopping on the latest share
-    lo, hi = (fit_internal_es(partial(create_learner, "lgbm", {**cfg.learner_params.get("lgbm", {}), "quantile": q},
-                                      cats, names, columns), X, y, rows, cfg.es_fraction) for q in cfg.quantiles)
+    lo, hi = (fit_internal_es(_quantile_learner(q, cats, cfg, names, columns), X, y, rows, cfg.es_fraction)
+              for q in cfg.quantiles)
     return ConformalInterval(lo, hi, coverage=cfg.quantiles[1] - cfg.quantiles[0]).calibrate(X[va], y[va])
 
 

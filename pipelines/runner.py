@@ -36,9 +36,17 @@ STAGES = ("ingest", "split", "features_baseline", "features_user", "features_cra
 # selected optional stage) reads what it writes.
 OPTIONAL_STAGES = ("embed_minilm", "embed_clip", "finetune_wrcr", "features_protoclip")
 
+# Use every label the run holds for the posts to predict: the features of later posts see the val
+# labels too (point in time), and after the validation fit every model (LightGBM; each stack
+# learner and quantile model) is refitted on train + val with its scaled iteration count. Test
+# labels stay invisible. Holdout runs with these (benchmarks/bench_submit_like.py) measure what
+# submit mode gains.
+USE_ALL_LABELS = {"split": {"label_visible": ["train", "val"]}, "train_lgbm": {"refit_full": True},
+                  "train_stack": {"refit_full": True}}
+
 # What `smpp run --mode submit` changes: every labelled post trains (the last 10% by date
-# early-stop and report), then the model is refitted on all of them to predict the test posts.
-SUBMIT_OVERRIDES = {"split": {"fractions": [0.9, 0.1, 0.0]}, "train_lgbm": {"refit_full": True}}
+# early-stop and report), then the models are refitted on all of them to predict the test posts.
+SUBMIT_OVERRIDES = {**USE_ALL_LABELS, "split": {"fractions": [0.9, 0.1, 0.0], **USE_ALL_LABELS["split"]}}
 
 
 def stage_module(name: str):

@@ -1,4 +1,8 @@
-"""Stage split: chronological train/val/test of the labelled posts (params split.fractions); test-file posts -> predict."""
+"""Stage split: chronological train/val/test of the labelled posts (params split.fractions); test-file posts -> predict.
+
+``split.label_visible`` names the splits whose labels the features may read (point in time): ``[train]``
+(default, holdout) or ``[train, val]`` (``smpp run --mode submit``: every labelled post).
+"""
 
 from __future__ import annotations
 
@@ -28,7 +32,8 @@ def run(paths: Paths, params: dict) -> dict:
     with atomic_write(out) as tmp:
         pq.write_table(split, tmp, compression="zstd")
     summary = split_summary(split)
-    log.info("split: %s", {k: v["rows"] for k, v in summary.items()})
+    log.info("split: %s; labels visible to features: %s", {k: v["rows"] for k, v in summary.items()},
+             ", ".join(cfg.label_visible))
     return summary
 
 

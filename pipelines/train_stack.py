@@ -1,5 +1,7 @@
 """Stage train_stack: LightGBM, CatBoost, XGBoost and an MLP head stacked on time-respecting
-out-of-fold predictions (meta-learner: non-negative linear by default) -> predictions for every post."""
+out-of-fold predictions (meta-learner: non-negative linear by default) -> predictions for every post.
+With ``train_stack.refit_full`` (submit mode) every learner is refitted on train + val and predicts
+the test/predict posts (``models.train_stack``)."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ def run(paths: Paths, params: dict) -> dict:
     write_json(paths.reports / "train_stack.json", {k: v for k, v in info.items() if k not in ("fit_seconds", "timings")})
     log.info("train_stack: %s, weights %s, fit %.0f s", ", ".join(cfg.learners), info["weights"], info["fit_seconds"])
     log.info("train_stack: seconds per learner (folds / refit): %s", info["timings"])
+    if info["refit_full"]:
+        log.info("train_stack: refitted on all %d labelled posts (iterations: %s)", info["n_train"] + info["n_val"],
+                 {k: v["rounds"] for k, v in info["refit_full"].items()})
     return info
 
 

@@ -34,10 +34,14 @@ META = [NonNegativeLinearStack(), LGBMStack(n_estimators=30, learning_rate=0.3, 
 # Checks that cannot apply, by estimator class name -> {check name: reason}. Every check of
 # scikit-learn's suite passes for these estimators (the explicit-validation-set signature
 # fit(X, y, X_val=None, y_val=None, num_boost_round=None) keeps fit(X, y) valid, and a fixed
-# thread count does not break determinism), so nothing is listed; a check that starts failing
-# fails the suite instead of being skipped. Not run at all: StackedEnsemble, whose fit needs
+# thread count does not break determinism), except the weight-equals-repetition check that
+# LightGBM's sample_weight (used by models.drift's recency weights) cannot meet; any other
+# check that starts failing fails the suite instead of being skipped. Not run at all: StackedEnsemble, whose fit needs
 # the post dates (fit(X, y) without them would have to guess the time order).
-EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {}
+EXPECTED_FAILED_CHECKS: dict[str, dict[str, str]] = {
+    "LightGBMRegressor": {"check_sample_weight_equivalence_on_dense_data":
+                          "row bagging and the row-count min_data_in_leaf make weight 2 differ from a repeated row"},
+}
 
 
 def _expected_failed(estimator) -> dict[str, str]:

@@ -4,8 +4,13 @@
 2. Changing every label after a cut-off date leaves every feature row before the cut-off identical.
 3. Learned transforms (category vocabulary, TF-IDF + SVD) are fitted on the train split only:
    rewriting the texts and categories of non-train posts leaves every train row unchanged.
+4. Submit mode (every labelled post's label visible, ``pipelines.runner.SUBMIT_OVERRIDES``): the
+   labels of the posts to predict never reach a feature, and a label never reaches a post published
+   at or before it (not even the post's own row); the val labels do reach later posts.
 (New posts' rows equal the batch rows of stored posts replayed as new: tests/test_predict.py.)
 """
+
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -13,9 +18,11 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from featurestore.config import merge_params
 from featurestore.feature_groups import build_group, list_groups
 from featurestore.simulate import SimConfig, simulate_smpd
 from pipelines import embed_engineered, features_image_stats, features_text, ingest, split
+from pipelines.runner import SUBMIT_OVERRIDES
 from featurestore.paths import Paths
 
 GROUPS = [g.name for g in list_groups()]
@@ -134,3 +141,74 @@ def test_learned_transforms_fit_on_train_only(base, saved):
     assert not after["text"].equals(before["text"])  # the non-train rows did change
     codes = after["baseline"].filter(pa.array(~train))["base_cat_concept_code"]
     assert codes.null_count == len(codes)  # an unseen concept has no code
+
+
+# ---------------------------------------------------------------- rule 4: submit mode
+
+@pytest.fixture(scope="module")
+def submit(base, tmp_path_factory):
+    """The base set's work root re-split as ``smpp run --mode submit`` does (the split-dependent stages rerun)."""
+    root = tmp_path_factory.mktemp("leak_submit") / "work"
+    shutil.copytree(base.root, root)
+    paths = Paths(root=root, smpd=base.smpd)
+    params = merge_params({"features_image_stats": {"workers": 1, "progress": False}}, SUBMIT_OVERRIDES)
+    for stage in (split, features_text, embed_engineered):
+        stage.run(paths, params)
+    return paths
+
+
+@pytest.fixture
+def submit_saved(submit):
+    keep = {"labels": pq.read_table(submit.table("labels"))}
+    yield keep
+    _restore(submit, keep)
+
+
+def test_submit_mode_makes_every_labelled_post_visible(submit):
+    s = pq.read_table(submit.table("split")).sort_by("pid")
+    posts = pq.read_table(submit.table("posts")).sort_by("pid")
+    names = np.asarray(s["split"].to_pylist())
+    assert set(names) == {"train", "val", "predict"} and (names == "predict").sum() > 50
+    np.testing.assert_array_equal(s["label_visible"].to_numpy(zero_copy_only=False),
+                                  posts["labelled"].to_numpy(zero_copy_only=False))
+
+
+def test_submit_mode_labels_of_posts_to_predict_never_reach_features(submit, submit_saved):
+    before = _features(submit)
+    s = pq.read_table(submit.table("split"))
+    todo = s.filter(pc.field("split") == "predict")["pid"].to_numpy()
+    labels = submit_saved["labels"]
+    assert not np.isin(todo, labels["pid"].to_numpy()).any()  # they have none: give them some
+    rng = np.random.default_rng(0)
+    fake = pa.table({"pid": pa.array(todo, pa.int64()), "label": pa.array(rng.uniform(1, 16, len(todo)))})
+    _rewrite(submit, "labels", lambda t: pa.concat_tables([t, fake.cast(t.schema)]))
+    after = _features(submit)
+    for g in GROUPS:
+        assert after[g].equals(before[g]), f"feature group {g} changed with the labels of the posts to predict"
+
+
+@pytest.mark.parametrize("where", ["val", "train"])
+def test_submit_mode_later_labels_never_reach_earlier_posts(submit, submit_saved, where):
+    """Every label of a post published at or after a cut-off changes (val labels are visible now):
+    every row published at or before the cut-off is unchanged, own label included."""
+    before = _features(submit)
+    names, dates = _split_of(submit)
+    cut = np.quantile(dates[names == where], 0.5)
+    posts = pq.read_table(submit.table("posts"))
+    date_of = dict(zip(posts["pid"].to_pylist(), posts["postdate"].to_pylist()))
+
+    def later_changed(t):
+        lab = t["label"].to_numpy().copy()
+        m = np.array([date_of[p] >= cut for p in t["pid"].to_pylist()])
+        lab[m] = 1.0 + (lab[m] * 7) % 15
+        return t.set_column(1, "label", pa.array(lab))
+
+    _rewrite(submit, "labels", later_changed)
+    after = _features(submit)
+    early = dates <= cut
+    later_val = (dates > cut) & (names != "train")
+    reached = False
+    for g in GROUPS:
+        assert _rows(after[g], early).equals(_rows(before[g], early)), f"{g}: a post saw its own or a later label"
+        reached |= not _rows(after[g], later_val).equals(_rows(before[g], later_val))
+    assert reached  # the changed val labels do reach later val / predict posts: they are visible

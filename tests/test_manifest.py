@@ -17,7 +17,7 @@ import yaml
 from dvc_stages import all_stages
 
 from featurestore.atomic import atomic_write
-from featurestore.config import load_params
+from featurestore.config import load_params, merge_params
 from featurestore.new_posts import stored_records
 from pipelines import catalog as catalog_stage, cli, features_text
 from pipelines.fingerprint import module_closure, smpd_fingerprint
@@ -38,7 +38,7 @@ def test_smpp_run_records_what_the_run_was(small_run):
     assert m["smpd_dir"] == str(smpd.resolve()) and Path(m["smpd_dir"]).is_absolute()
     want = load_params(params_file)
     assert m["params"]["split"] == SUBMIT_OVERRIDES["split"]  # params after the --mode overrides
-    assert m["params"]["train_stack"] == want["train_stack"]
+    assert m["params"]["train_stack"] == merge_params(want, SUBMIT_OVERRIDES)["train_stack"]  # + refit_full
     assert m["inputs"]["hash"] == smpd_fingerprint(smpd)["hash"] and m["inputs"]["images"] > 500
     assert m["code"]["version"] and len(m["code"]["source_hash"]) == 32
     assert list(m["stages"]) == sorted(m["stage_order"]) and m["stage_order"][0] == "ingest"
