@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the workdir holds another run (no manifest, another SMPD directory, a DVC run): delete "
                         "its data/ and reports/ first (nothing else); without --force such a workdir is refused")
     r.add_argument("--mode", choices=("submit", "holdout"), default="submit",
-                   help="submit: all labelled posts train (last 10%% by date validates), refit, predict the test "
+                   help="submit: all labelled posts train (last 10%% by date validates), every label is visible "
+                        "to the features of later posts, every model is refitted on all of them, predict the test "
                         "files; holdout: the params' train/val/test split, as in dvc repro (default: submit)")
     m = sub.add_parser("similar", parents=[verbose], help="the posts most similar to one post (FAISS), for error analysis")
     m.add_argument("pid", type=int, help="the post to look up")
