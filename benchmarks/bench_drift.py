@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,11 +30,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmarks.machine import cpu_model
 from featurestore.config import config_from_dict
 from featurestore.paths import Paths
 from featurestore.simulate import SimConfig, expected_label
-from models.drift import (TREND_KINDS, DetrendedRegressor, RecencyWeightedRegressor, TimeTrend, binned_means,
-                          residual_shift, trend_extrapolation)
+from models.drift import (
+    TREND_KINDS,
+    DetrendedRegressor,
+    RecencyWeightedRegressor,
+    TimeTrend,
+    binned_means,
+    residual_shift,
+    trend_extrapolation,
+)
 from models.gbdt import LightGBMRegressor
 from models.learners import create_learner
 from models.matrix import to_matrix
@@ -278,15 +285,6 @@ def stack_gap(paths: Paths) -> dict:
 
 
 # ---------------------------------------------------------------- report
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def choose(summary: list[dict]) -> dict:

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from benchmarks.machine import cpu_model
 from featurestore.config import config_from_dict
 from featurestore.paths import Paths
 from models.matrix import to_matrix
@@ -163,16 +164,6 @@ def fit_autogluon(frames: dict, preset: str, time_limit: float, path: Path, *, e
 
 
 # ---------------------------------------------------------------- the report
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (platform's processor name elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def versions() -> dict[str, str]:

@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 import polars as pl
 
+from benchmarks.machine import cpu_model
 from featurestore.new_posts import stored_records
 from featurestore.paths import Paths
 from pipelines.manifest import open_run
@@ -60,13 +61,6 @@ def rss_mib(pid: int) -> dict[str, float]:
     """VmRSS (now) and VmHWM (peak) of process ``pid``, MiB."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {k: int(fields[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM")}
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def start_server(root: Path, smpd_dir: Path | None, port: int, log: Path) -> tuple[subprocess.Popen, float]:

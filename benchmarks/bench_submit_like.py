@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import numpy as np
 import polars as pl
 import yaml
 
+from benchmarks.machine import cpu_model
 from featurestore.config import load_params, merge_params
 from featurestore.paths import Paths
 from models.metrics import regression_metrics
@@ -158,16 +158,6 @@ def report(results: dict[str, dict], all_variants: dict[str, Variant], workdir: 
                             f"[{g['d_src_ci'][0]:+.4f}, {g['d_src_ci'][1]:+.4f}] | {g['d_mae']:+.4f} | "
                             f"[{g['d_mae_ci'][0]:+.4f}, {g['d_mae_ci'][1]:+.4f}] |")
     return "\n".join(rows)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> None:
