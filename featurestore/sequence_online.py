@@ -1,13 +1,16 @@
 """Sequence features of new posts, against the stored posts, without rebuilding anything.
 
 ``NeighbourLookup`` is built once from the stored tables: the embedding matrix in time order
-``(postdate, pid)``, each post's user and visible label. A call with M new posts scores them
-against the stored rows strictly earlier than the latest of them (a prefix of the time order:
-one (M, D) x (D, n) product) and against each other; nothing else grows with the store.
+``(postdate, pid)``, each post's user and visible label, and a rank-r projection of the rows
+with residual norms (``projected_bounds``). A call with M new posts bounds their similarity to
+every stored row strictly earlier than each of them from the projection (one (n, r + 1) x
+(r + 1, 2M) product: 2.5x fewer bytes than the full rows at r = 64, D = 160), scores the few
+rows whose upper bound reaches the k-th best lower bound exactly, and scores the new posts
+against each other.
 
-The search is the batch's exact one (``retrieval.time_safe_neighbours``): GEMM candidates
-within ``gemm_margin`` of a row's k-th best, rescored by ``pair_similarities``, ranked by
-similarity and then by ``(postdate, pid)``. A stored post replayed as new (same pid, postdate,
+The result is the batch's exact search (``retrieval.time_safe_neighbours``): a proven superset
+of the top k is rescored by ``pair_similarities`` and ranked by similarity and then by
+``(postdate, pid)``. A stored post replayed as new (same pid, postdate,
 user and embedding) therefore gets exactly its ``sequence_tables`` rows: its stored row is
 replaced by the new one, and the other new posts of the call are candidates without a label.
 """
@@ -18,18 +21,28 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from featurestore.exact_similarity import gemm_margin, max_row_norm, pad_columns, pair_similarities
+from featurestore.exact_similarity import pad_columns, pair_similarities
 from featurestore.features_sequence import SequenceConfig, neighbour_tables, sequence_inputs
+from featurestore.projected_bounds import ProjectedBounds
 
 _LOWEST = np.float32(-np.finfo(np.float32).max)
+QUERY_BLOCK = 16   # new posts bounded at a time: (QUERY_BLOCK, n) float32 bounds per block
 
 
-def _kth_floor(S: np.ndarray, k: int, margin: float) -> np.ndarray:
-    """(M,) float32: each row's k-th largest entry of S (M, n) less ``margin``; the lowest float if n <= k."""
-    if S.shape[1] <= k:
-        return np.full(len(S), _LOWEST, np.float32)
-    kth = np.partition(S, S.shape[1] - k, axis=1)[:, S.shape[1] - k]
-    return np.where(np.isfinite(kth), kth - np.float32(margin), _LOWEST).astype(np.float32)
+def _kth_largest(lower: np.ndarray, k: int) -> np.ndarray:
+    """(M,) float32: each row's k-th largest entry of ``lower`` (M, n); the lowest float where a row has
+    fewer than k finite entries (then every allowed row is a candidate)."""
+    if lower.shape[1] <= k:
+        return np.full(len(lower), _LOWEST, np.float32)
+    kth = np.partition(lower, lower.shape[1] - k, axis=1)[:, lower.shape[1] - k]
+    return np.where(np.isfinite(kth), kth, _LOWEST).astype(np.float32)
+
+
+def _candidates(lower: np.ndarray, upper: np.ndarray, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows + offset, columns) whose upper bound reaches their row's k-th largest lower bound: a superset
+    of each row's exact top k, ties included (``projected_bounds``)."""
+    r, c = np.nonzero(upper >= _kth_largest(lower, k)[:, None])
+    return r + offset, c
 
 
 def _rank_top_k(row: np.ndarray, sim: np.ndarray, date: np.ndarray, pid: np.ndarray, n_rows: int, k: int
@@ -50,10 +63,11 @@ class NeighbourLookup:
 
     pid, postdate (epoch s), uid (str, None: unknown), y_visible (NaN: label not visible): (N,)
     of the stored posts; emb (N, D) their embedding rows (L2-normalised float32), any order.
+    ``projection_rank``: the rank of the candidate pass (speed only: any rank gives the same result).
     """
 
     def __init__(self, cfg: SequenceConfig, pid: np.ndarray, postdate: np.ndarray, uid: np.ndarray,
-                 y_visible: np.ndarray, emb: np.ndarray):
+                 y_visible: np.ndarray, emb: np.ndarray, *, projection_rank: int = 64):
         if cfg.index != "exact":
             raise ValueError(f"features_sequence.index: the new-post lookup supports index: exact only; "
                              f"got {cfg.index!r}")
@@ -65,16 +79,16 @@ class NeighbourLookup:
         self.y_visible_ = np.asarray(y_visible, np.float64)[order]
         self.dim_ = emb.shape[1]
         self.emb_ = pad_columns(np.ascontiguousarray(np.asarray(emb, np.float32)[order]))  # (N, D16) time order
-        self.norm_ = max_row_norm(self.emb_)
+        self.bounds_ = ProjectedBounds(rank=projection_rank).fit(self.emb_)  # the candidate pass
         self.by_pid_ = np.argsort(self.pid_, kind="stable")  # (N,) time-order rows in pid order
         self.sorted_pid_ = self.pid_[self.by_pid_]
 
     @classmethod
-    def load(cls, paths, cfg: SequenceConfig) -> "NeighbourLookup":
+    def load(cls, paths, cfg: SequenceConfig, **kwargs) -> "NeighbourLookup":
         """From the stored embedding table ``cfg.embedding``, split, labels and posts (``Paths``)."""
         frame, emb = sequence_inputs(paths, cfg)
         return cls(cfg, frame["pid"].to_numpy(), frame["postdate"].to_numpy(), frame["uid"].to_numpy(),
-                   frame["y_visible"].fill_null(np.nan).to_numpy(), emb)
+                   frame["y_visible"].fill_null(np.nan).to_numpy(), emb, **kwargs)
 
     def _stored_rows_of(self, pid: np.ndarray) -> np.ndarray:
         """Time-order rows of the stored posts among ``pid`` (the new posts that replace them)."""
@@ -83,11 +97,34 @@ class NeighbourLookup:
         pos = np.minimum(np.searchsorted(self.sorted_pid_, pid), len(self.pid_) - 1)
         return self.by_pid_[pos[self.sorted_pid_[pos] == pid]]
 
-    def _search(self, Q: np.ndarray, S: np.ndarray, S_new: np.ndarray, margin: float, pid: np.ndarray,
+    def _stored_candidates(self, Q: np.ndarray, n_before: np.ndarray, replaced: np.ndarray
+                           ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        """(query rows, stored time-order rows) that may be in each query's top k among the stored rows
+        it may see (the first ``n_before[i]``, less ``replaced``), and among those with a visible label."""
+        found, labelled = [], []
+        for s in range(0, len(Q), QUERY_BLOCK):
+            nb = n_before[s:s + QUERY_BLOCK]
+            n = int(nb.max(initial=0))
+            lower, upper = self.bounds_.bounds(Q[s:s + QUERY_BLOCK], n)    # (m, n) each
+            hidden = np.arange(n)[None, :] >= nb[:, None] if (nb < n).any() else np.zeros((1, n), bool)
+            hidden[:, replaced[replaced < n]] = True                       # replayed posts replace their rows
+            lower[np.broadcast_to(hidden, lower.shape)] = upper[np.broadcast_to(hidden, upper.shape)] = -np.inf
+            found.append(_candidates(lower, upper, self.cfg.k, s))
+            if self.cfg.labelled:
+                unlabelled = ~np.isfinite(self.y_visible_[:n])
+                lower[:, unlabelled] = upper[:, unlabelled] = -np.inf
+                labelled.append(_candidates(lower, upper, self.cfg.k, s))
+
+        def joined(parts):
+            return tuple(np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 2
+        return joined(found), (joined(labelled) if self.cfg.labelled else None)
+
+    def _search(self, Q: np.ndarray, stored: tuple[np.ndarray, np.ndarray], S_new: np.ndarray, pid: np.ndarray,
                 postdate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Top k among stored columns of S (M, n) and new posts (S_new (M, M)): ``(src, sims)`` (M, k),
-        src = stored time-order row, or ``-2 - i`` for new post i, -1 padding."""
-        r, c = np.nonzero(S >= _kth_floor(S, self.cfg.k, margin)[:, None])
+        """Top k among the ``stored`` candidates (query row, stored row) and the new posts (S_new (M, M),
+        -inf: not earlier): ``(src, sims)`` (M, k), src = stored time-order row, or ``-2 - i`` for new
+        post i, -1 padding. Every candidate is scored exactly (``pair_similarities``) and ranked."""
+        r, c = stored
         rn, cn = np.nonzero(np.isfinite(S_new))
         rows = np.concatenate([r, rn])
         sim = pair_similarities(np.concatenate([Q[r], Q[rn]]), np.concatenate([self.emb_[c], Q[cn]]))
@@ -101,19 +138,13 @@ class NeighbourLookup:
         """``(src, sims)`` (M, k) of the search, and of the search among visible labels (``labelled``)."""
         Q = pad_columns(np.ascontiguousarray(emb, np.float32))             # (M, D16)
         n_before = np.searchsorted(self.postdate_, postdate, "left")       # (M,) stored rows strictly earlier
-        n = int(n_before.max(initial=0))
-        S = Q @ self.emb_[:n].T                                            # (M, n) float32 GEMM: candidates only
-        S[np.arange(n)[None, :] >= n_before[:, None]] = -np.inf
-        replaced = self._stored_rows_of(pid)                               # replayed posts replace their rows
-        S[:, replaced[replaced < n]] = -np.inf
-        S_new = Q @ Q.T                                                    # (M, M)
+        found, labelled = self._stored_candidates(Q, n_before, self._stored_rows_of(pid))
+        S_new = Q @ Q.T                                                    # (M, M): every finite entry rescored
         S_new[postdate[None, :] >= postdate[:, None]] = -np.inf
-        margin = gemm_margin(Q.shape[1], max(self.norm_, max_row_norm(Q)))
-        found = self._search(Q, S, S_new, margin, pid, postdate)
-        if not self.cfg.labelled:
-            return found, None
-        S[:, ~np.isfinite(self.y_visible_[:n])] = -np.inf                 # new posts carry no label
-        return found, self._search(Q, S, np.full_like(S_new, -np.inf), margin, pid, postdate)
+        result = self._search(Q, found, S_new, pid, postdate)
+        if labelled is None:
+            return result, None
+        return result, self._search(Q, labelled, np.full_like(S_new, -np.inf), pid, postdate)  # new: no label
 
     def rows(self, pid: np.ndarray, postdate: np.ndarray, uid: np.ndarray, emb: np.ndarray
              ) -> tuple[pa.Table, pa.Table]:

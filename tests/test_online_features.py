@@ -183,11 +183,13 @@ def _assert_rows_equal(got: tuple[pa.Table, pa.Table], batch: tuple[pa.Table, pa
         np.testing.assert_allclose(a.astype(float), b.astype(float), rtol=0, atol=1e-9, err_msg=name)
 
 
-@pytest.mark.parametrize("labelled", [False, True])
-def test_lookup_rows_equal_the_batch_for_replayed_posts(store, labelled):
+@pytest.mark.parametrize(("labelled", "rank"), [(False, 64), (True, 64), (False, 2), (True, 5)])
+def test_lookup_rows_equal_the_batch_for_replayed_posts(store, labelled, rank):
+    """Any rank of the candidate pass (2, 5: most of a row's norm left in the residual bound) gives the
+    batch's neighbours."""
     cfg = SequenceConfig(k=8, l=4, block=64, labelled=labelled)
     batch = sequence_tables(store, cfg)
-    lookup = NeighbourLookup.load(store, cfg)
+    lookup = NeighbourLookup.load(store, cfg, projection_rank=rank)
     split_ = _split(store)
     first = split_.sort(["postdate", "pid"])["pid"][0]  # no earlier post at all
     for pid in [first, *split_["pid"].to_list()[3::61]]:

@@ -1,0 +1,60 @@
+"""The candidate pass of the one-post neighbour search: proven bounds, a superset of the exact top k."""
+
+import numpy as np
+import pytest
+
+from featurestore.exact_similarity import pad_columns, pair_similarities
+from featurestore.projected_bounds import ProjectedBounds
+from featurestore.sequence_online import _candidates
+
+
+def _rows(n: int, d: int, seed: int) -> np.ndarray:
+    """Unit rows with a few strong directions (like a real embedding), some exact duplicates and a zero row."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 6)) @ rng.standard_normal((6, d)) * 3 + rng.standard_normal((n, d))
+    if n > 25:
+        X[10:20] = X[0]                 # ties: ten copies of row 0
+        X[25] = 0.0
+    norm = np.linalg.norm(X, axis=1, keepdims=True)
+    return pad_columns((X / np.maximum(norm, 1e-12)).astype(np.float32))
+
+
+@pytest.mark.parametrize("rank", [1, 4, 16, 200])
+def test_bounds_hold_for_every_pair(rank):
+    E = _rows(2000, 37, seed=rank)
+    Q = np.vstack([E[:5], _rows(7, 37, seed=99)])        # stored rows themselves and fresh ones
+    pb = ProjectedBounds(rank=rank, sample=500).fit(E)
+    lower, upper = pb.bounds(Q, len(E))
+    exact = np.stack([pair_similarities(np.repeat(q[None], len(E), 0), E) for q in Q])  # (M, N)
+    assert lower.shape == upper.shape == exact.shape
+    assert (lower <= exact).all() and (exact <= upper).all()
+    if rank == 200:  # a full basis: the bounds are as tight as the slack
+        assert np.abs(upper - lower).max() < 1e-4
+    lower, upper = pb.bounds(Q, 123)                     # a prefix of the stored rows
+    assert lower.shape == (len(Q), 123) and (lower <= exact[:, :123]).all()
+
+
+@pytest.mark.parametrize("rank", [2, 8])
+def test_candidates_contain_the_exact_top_k_with_ties(rank):
+    E, k = _rows(3000, 40, seed=3), 8
+    Q = np.vstack([E[[0, 5, 25]], _rows(4, 40, seed=7)])
+    lower, upper = ProjectedBounds(rank=rank).fit(E).bounds(Q, len(E))
+    rows, cols = _candidates(lower, upper, k, offset=0)
+    exact = np.stack([pair_similarities(np.repeat(q[None], len(E), 0), E) for q in Q])
+    for i in range(len(Q)):
+        kth = np.sort(exact[i])[-k]
+        must = set(np.flatnonzero(exact[i] >= kth))     # the top k and every row tied with the k-th
+        got = set(cols[rows == i])
+        assert must <= got, f"query {i}: candidates miss {sorted(must - got)[:5]}"
+        if rank == 8 and i != 2:                          # (query 2 is the zero row: every row ties at 0)
+            assert len(got) < len(E) // 2, "the pass hardly pruned"
+    assert len(cols[rows == 2]) == len(E)
+    assert len(cols[rows == 0]) >= 11                     # row 0 and its ten copies all tie at 1.0
+
+
+def test_fewer_allowed_rows_than_k_keeps_them_all():
+    E = _rows(50, 20, seed=1)
+    lower, upper = ProjectedBounds(rank=3).fit(E).bounds(E[:2], 50)
+    lower[:, 4:] = upper[:, 4:] = -np.inf                # only 4 rows may be seen
+    rows, cols = _candidates(lower, upper, 8, offset=10)
+    assert sorted(cols[rows == 10]) == [0, 1, 2, 3] and set(rows) == {10, 11}
