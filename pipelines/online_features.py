@@ -54,6 +54,7 @@ from featurestore.table_specs import get_table
 from models.extraction import EmbedConfig, embed_posts
 
 SEQUENCE = "features_sequence"
+IMAGE_STATS = "features_image_stats"
 
 
 def _need(path: Path) -> Path:
@@ -61,6 +62,15 @@ def _need(path: Path) -> Path:
         raise FileNotFoundError(f"{path} not found: the run predates fitted artefacts or is incomplete; "
                               "rerun `smpp run` (or `dvc repro`) to write data/fitted/")
     return path
+
+
+def _in_order(rows: pa.Table, pids: pa.ChunkedArray) -> pa.Table:
+    """``rows`` without postdate, one per pid of ``pids`` in that order (a pid without a row: nulls)."""
+    rows = rows.drop_columns([c for c in ("postdate",) if c in rows.column_names])
+    if rows["pid"].equals(pids):
+        return rows
+    taken = rows.take(pc.index_in(pids, value_set=rows["pid"]))
+    return taken.set_column(taken.column_names.index("pid"), "pid", pids)
 
 
 class OnlineFeatures:
@@ -73,9 +83,8 @@ class OnlineFeatures:
         self.groups = {t: group_of_table(t) for t in needed if get_table(t).kind != "embedding"}
         self.configs = {t: g.make_config(params) for t, g in self.groups.items()}
         self.sql_tables = {t for t, g in self.groups.items() if g.sql}
-        if "features_image_stats" in self.configs:  # a request's few images: no process pool, no progress bar
-            self.configs["features_image_stats"] = replace(self.configs["features_image_stats"], workers=1,
-                                                           progress=False)
+        if IMAGE_STATS in self.configs:  # a request's few images: no process pool, no progress bar
+            self.configs[IMAGE_STATS] = replace(self.configs[IMAGE_STATS], workers=1, progress=False)
         relations = {rel for g in self.groups.values() for rel in g.fitted}
         self.fitted = FittedLookup({rel: pq.read_table(_need(paths.fitted(f"{rel}.parquet"))) for rel in relations})
         self.text_model = (load_fitted(paths.fitted("text_model.joblib"), TextModel) if "features_text" in needed
@@ -119,21 +128,14 @@ class OnlineFeatures:
                     built[table] = self._build(table, new, Path(tmp), rows_of)
                 return built[table]
 
-            out = []
-            for t in self.tables:
-                rows = rows_of(t)
-                rows = rows.drop_columns([c for c in ("postdate",) if c in rows.column_names])
-                at = pc.index_in(new_pids, value_set=rows["pid"])  # input order; a post without a row: nulls
-                taken = rows.take(at)
-                out.append(taken.set_column(taken.column_names.index("pid"), "pid", new_pids))
-            return out
+            return [_in_order(rows_of(t), new_pids) for t in self.tables]
 
     def _build(self, table: str, new: dict[str, pa.Table], scratch: Path, rows_of) -> pa.Table:
         if get_table(table).kind == "embedding":
             return self._encoder_rows(table, new, scratch)
         if table == "features_text":
             return text_rows(text_inputs(new["text"], new["posts"]), self.text_model)
-        if table == "features_image_stats":
+        if table == IMAGE_STATS:
             return self._image_rows(new)
         if table == SEQUENCE:
             return self._sequence_rows(new, rows_of)
@@ -165,7 +167,7 @@ class OnlineFeatures:
         return {t: r.filter(pc.is_in(r["pid"], value_set=new_pids)) for t, r in out.items()}
 
     def _image_rows(self, new: dict[str, pa.Table]) -> pa.Table:
-        cfg: ImageStatsConfig = self.configs["features_image_stats"]
+        cfg: ImageStatsConfig = self.configs[IMAGE_STATS]
         root = Path(cfg.image_root) if cfg.image_root else self.paths.smpd_dir
         posts = new["posts"].select(["pid", "postdate"]).join(new["images"].select(["pid", "path"]), "pid",
                                                                join_type="left outer").sort_by("pid")
