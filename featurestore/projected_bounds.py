@@ -52,7 +52,7 @@ class ProjectedBounds:
     residual norms (rounded up), ``norm_`` the largest norm of a row ``[z_e, rho_e]``.
     """
 
-    def __init__(self, *, rank: int = 64, sample: int = 100_000, seed: int = 0):
+    def __init__(self, *, rank: int = 64, sample: int = 20_000, seed: int = 0):
         self.rank, self.sample, self.seed = rank, sample, seed
 
     def fit(self, E: np.ndarray) -> "ProjectedBounds":
