@@ -133,7 +133,7 @@ def text_rows(df: pl.DataFrame | pa.Table, model: TextModel) -> pa.Table:
     """
     df = (pl.from_arrow(df) if isinstance(df, pa.Table) else df).with_columns(pl.col("title").fill_null(""), pl.col("tags").fill_null(""))
     Z = model.topics(_documents(df))  # (N, k)
-    svd_cols = pl.DataFrame({f"text_svd_{i}": Z[:, i] for i in range(Z.shape[1])})
+    svd_cols = pl.from_numpy(Z, schema=[f"text_svd_{i}" for i in range(Z.shape[1])], orient="row")  # one call
     return pl.concat([df.select("pid", "postdate"), text_statistics(df), svd_cols], how="horizontal").to_arrow()
 
 
