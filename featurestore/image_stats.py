@@ -3,8 +3,9 @@
 Each JPEG is decoded at reduced size (libjpeg DCT scaling through ``Image.draft``, then a
 shrink to at most ``decode_size`` px; ``featurestore.image_decode``) and measured by the pure
 functions of ``featurestore.image_measures``; width, height and file size are the original
-file's. Images are processed in chunks by a ``multiprocessing`` pool (spawned workers, results
-in input order), so the table is the same for any ``workers`` and ``chunk_size``. A missing,
+file's. Images are processed in chunks by the current executor (local: a pool of ``workers``
+spawned processes; Ray: an actor pool), results in input order, so the table is the same for any
+executor, ``workers`` and ``chunk_size``. A missing,
 undecodable or too large image (header above ``max_pixels``, refused before decoding) is counted
 and flagged (``img_missing`` = 1, every statistic null), never fatal. A path that leaves the image
 root (absolute, or ``..`` past it) is never opened: ingest rejects such rows, and this stage checks
@@ -14,11 +15,8 @@ again. Ingest counts the files that exist; this stage counts the ones that decod
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from featurestore.image_decode import (
-    COLUMNS, CORRUPT, MAX_PIXELS, MISSING, OK, OUTSIDE, TOO_LARGE, chunk_rows, init_worker, worker_settings,
-)
+from featurestore.executor import current_executor
+from featurestore.image_decode import COLUMNS, CORRUPT, MAX_PIXELS, MISSING, OK, OUTSIDE, TOO_LARGE, worker_settings
+from featurestore.image_worker import ChunkStats
 from featurestore.ingest import image_path
 
 log = logging.getLogger(__name__)
@@ -59,26 +57,23 @@ class ImageStatsConfig:
 
 
 def compute_rows(paths: list[str | None], cfg: ImageStatsConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Statuses ``(N,)`` int8 and values ``(N, len(COLUMNS))`` float64 for image files, in input order."""
-    chunks = [paths[i:i + cfg.chunk_size] for i in range(0, len(paths), cfg.chunk_size)]
-    work = partial(chunk_rows, decode_size=cfg.decode_size, faces=cfg.faces, face_size=cfg.face_size,
-                   max_pixels=cfg.max_pixels)
+    """Statuses ``(N,)`` int8 and values ``(N, len(COLUMNS))`` float64 for image files, in input order.
+
+    Chunks of ``chunk_size`` files are mapped by the current executor (``featurestore.executor``):
+    locally in ``workers`` spawned processes, on Ray by an actor pool; results in input order, so
+    the table does not depend on where a chunk ran.
+    """
+    settings = {"decode_size": cfg.decode_size, "faces": cfg.faces, "face_size": cfg.face_size,
+                "max_pixels": cfg.max_pixels}
     statuses, values = [np.empty(0, np.int8)], [np.empty((0, len(COLUMNS)))]
-    pool = None
-    if cfg.workers > 1 and len(chunks) > 1:  # a crashed worker raises BrokenProcessPool rather than hanging
-        pool = ProcessPoolExecutor(min(cfg.workers, len(chunks)), mp.get_context("spawn"), initializer=init_worker,
-                                   initargs=(cfg.max_pixels,))
-    try:
-        results = pool.map(work, chunks) if pool else map(work, chunks)  # in input order: no scheduling effect
-        with worker_settings(cfg.max_pixels), tqdm(total=len(paths), desc="image_stats", unit="img",
-                                                   disable=not cfg.progress, mininterval=1.0) as bar:
-            for s, v in results:
-                statuses.append(s)
-                values.append(v)
-                bar.update(len(s))
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    with worker_settings(cfg.max_pixels), tqdm(total=len(paths), desc="image_stats", unit="img",
+                                               disable=not cfg.progress, mininterval=1.0) as bar:
+        sizes = [min(cfg.chunk_size, len(paths) - i) for i in range(0, len(paths), cfg.chunk_size)]
+        results = current_executor().map_batches(ChunkStats, paths, cfg.chunk_size, shared=settings,
+                                                 workers=cfg.workers, on_result=lambda i: bar.update(sizes[i]))
+    for s, v in results:
+        statuses.append(s)
+        values.append(v)
     return np.concatenate(statuses), np.concatenate(values)
 
 

@@ -26,7 +26,7 @@ import logging
 import multiprocessing as mp
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from featurestore.embeddings import EMBEDDING_COLUMN, embedding_table
+from featurestore.executor import current_executor
 from models.encoders.registry import Encoder, create_encoder, resolve_device
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,39 @@ def _run_processes(encoder: Encoder, inputs: pa.Table, shard_dir: Path, todo: li
                            f"(exit codes {failed}); {len(todo) - len(seen)} shards missing; rerun to resume")
 
 
+class ShardWorker:
+    """An executor worker (a Ray actor): rebuilds the encoder from its config where it runs (one model
+    load, its own device: a GPU actor gets CUDA), then embeds whole shards, each written atomically."""
+
+    def __init__(self, config, inputs: pa.Table, shard_dir: str, shard_size: int, threads: int):
+        torch.set_num_threads(threads)
+        self.encoder = create_encoder(config.name, **{f.name: getattr(config, f.name) for f in fields(config)
+                                                       if f.init and f.name != "name"})
+        self.inputs, self.shard_dir, self.shard_size = inputs, Path(shard_dir), shard_size
+
+    def __call__(self, shards: list[int]) -> list[int]:
+        """Embed and write ``shards``; returns them."""
+        n = sum(len(_shard_rows(s, self.shard_size, self.inputs.num_rows)) for s in shards)
+        _run(self.encoder, self.inputs, self.shard_dir, list(shards), self.shard_size, False, None, n)
+        return list(shards)
+
+
+def _run_executor(executor, encoder: Encoder, inputs: pa.Table, shard_dir: Path, todo: list[int], shard_size: int,
+                  progress: bool, on_shard: Callable[[int, int], None] | None) -> None:
+    """The ``todo`` shards as batches of one shard each, mapped by ``executor``'s workers (``ShardWorker``)."""
+    n, n_shards = inputs.num_rows, -(-inputs.num_rows // shard_size)
+    shared = {"config": encoder.config, "inputs": inputs, "shard_dir": str(shard_dir), "shard_size": shard_size,
+              "threads": torch.get_num_threads()}
+    with tqdm(total=sum(len(_shard_rows(s, shard_size, n)) for s in todo), desc=f"embed {encoder.name} "
+              f"({executor.name})", unit="post", disable=not progress) as bar:
+        def done(i: int) -> None:
+            bar.update(len(_shard_rows(todo[i], shard_size, n)))
+            if on_shard is not None:
+                on_shard(todo[i], n_shards)
+
+        executor.map_batches(ShardWorker, todo, 1, shared=shared, gpu=True, on_result=done)
+
+
 def extract(encoder: Encoder, paths, shard_dir: Path, *, shard_size: int = 4096, progress: bool = True,
             inputs: pa.Table | None = None, on_shard: Callable[[int, int], None] | None = None,
             processes: int = 1) -> dict:
@@ -228,7 +262,9 @@ def extract(encoder: Encoder, paths, shard_dir: Path, *, shard_size: int = 4096,
     ``processes`` > 1 (CPU only): the shards to do are dealt round-robin to that many spawned
     processes, each running the model on its own shards with this process's torch thread count;
     a shard's vectors do not depend on which process computed it. ``on_shard`` then runs here as
-    each shard file appears.
+    each shard file appears. Under a distributed current executor (``compute.executor: ray``) the
+    shards are its batches instead: one ``ShardWorker`` actor per CPU or GPU, ``processes`` unused;
+    an actor that dies leaves only whole shards, and its shard is retried or a rerun resumes.
 
     ``on_shard(s, n_shards)`` runs after shard s is on disk. Returns a summary: rows, dim,
     shards, shards_reused, rows_computed, seconds, rows_per_s (of the rows computed now).
@@ -244,7 +280,10 @@ def extract(encoder: Encoder, paths, shard_dir: Path, *, shard_size: int = 4096,
     todo = [s for s in range(n_shards) if s not in done]
     n_todo = sum(len(_shard_rows(s, shard_size, len(pids))) for s in todo)
     t0 = time.perf_counter()
-    if todo and processes > 1 and len(todo) > 1 and encoder.device.type == "cpu":
+    executor = current_executor()
+    if todo and executor.name != "local":
+        _run_executor(executor, encoder, inputs, shard_dir, todo, shard_size, progress, on_shard)
+    elif todo and processes > 1 and len(todo) > 1 and encoder.device.type == "cpu":
         _run_processes(encoder, inputs, shard_dir, todo, shard_size, progress, on_shard, n_todo, processes)
     elif todo:
         _run(encoder, inputs, shard_dir, todo, shard_size, progress, on_shard, n_todo)

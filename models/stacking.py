@@ -14,6 +14,10 @@ Only train rows are ever fitted on while building the stack:
 
 The val split only chooses the refit's number of trees/epochs; the meta-learner never sees a
 val or test label (its weights stay those fitted on the train OOF predictions after step 5).
+
+Every fold fit of step 2 and every refit of steps 4 and 5 is an independent task (``fit_task``) of
+the current executor (``featurestore.executor``): in order in this process by default, or one Ray
+task each with the matrices shipped once; a fit's result does not depend on where it ran.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
+from featurestore.executor import current_executor
 from models.estimator_checks import check_fit_inputs, check_predict_input
 from models.metrics import regression_metrics
 
@@ -132,6 +137,48 @@ def refit_fixed(make_estimator, X: np.ndarray, y: np.ndarray, best_iteration: in
     return _factory(make_estimator)().fit(X, y, num_boost_round=rounds), rounds
 
 
+def _check_folds(folds: list[Fold], n: int) -> None:
+    """Every fold's training and held-out rows are disjoint, and no row is held out twice."""
+    predicted = np.zeros(n, dtype=bool)
+    for k, (train, held) in enumerate(folds):
+        if np.intersect1d(train, held).size:
+            raise RuntimeError(f"fold {k}: training rows overlap the held-out rows")
+        if predicted[held].any():
+            raise RuntimeError(f"fold {k}: a held-out row was already predicted by an earlier fold")
+        predicted[held] = True
+
+
+def fit_task(task: tuple, *, X: np.ndarray, y: np.ndarray, postdate: np.ndarray | None = None,
+             folds: list[Fold] | None = None, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
+    """One independent fit of a stack, as an executor task; returns (result, seconds).
+
+    ``("fold", learner, k, es_fraction)``: fold k's model -> its predictions of the held-out rows;
+    ``("refit", learner, es_fraction)``: the refit on all rows -> (model, rows fitted on);
+    ``("refit_full", learner, best_iteration, n_fitted, scale)``: ``refit_fixed`` -> (model, rounds).
+    """
+    t0 = time.perf_counter()
+    kind, learner = task[0], task[1]
+    if kind == "fold":
+        train, held = folds[task[2]]
+        out = fit_internal_es(learner, X, y, train, task[3]).predict(X[held])
+    elif kind == "refit":
+        out = refit_on_train(learner, X, y, postdate, X_val, y_val, task[2])
+    elif kind == "refit_full":
+        out = refit_fixed(learner, X, y, task[2], task[3], scale=task[4])
+    else:
+        raise ValueError(f"unknown stack task {kind!r}")
+    return out, time.perf_counter() - t0
+
+
+def refit_on_train(learner, X, y, postdate, X_val, y_val, es_fraction: float) -> tuple[BaseEstimator, int]:
+    """(learner fitted on all train rows, rows it was fitted on): early-stopped on (X_val, y_val), or without
+    them on the latest ``es_fraction`` of the train rows like the fold models."""
+    if X_val is not None:
+        return _factory(learner)().fit(X, y, X_val, y_val), len(y)
+    order = np.lexsort((np.arange(len(postdate)), postdate))
+    return fit_internal_es(learner, X, y, order, es_fraction), len(internal_es_rows(order, es_fraction)[0])
+
+
 def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fold], *,
                     es_fraction: float = 0.1, on_fit: Callable[[int], None] | None = None) -> np.ndarray:
     """(n,) out-of-fold predictions; NaN where a row is in no held-out block.
@@ -140,20 +187,17 @@ def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fo
     model is early-stopped on the last ``es_fraction`` of its own training window (train
     indices come in time order from ``time_folds``); the val split is deliberately not an
     argument, so it cannot be used. ``on_fit(k)`` is called after fold k's model (progress).
+    The folds are independent tasks of the current executor (``featurestore.executor``), X and y
+    shipped once.
     """
     X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
+    _check_folds(folds, len(y))
+    tasks = [("fold", make_estimator, k, es_fraction) for k in range(len(folds))]
+    results = current_executor().run_tasks(fit_task, tasks, shared={"X": X, "y": y, "folds": folds},
+                                           on_result=on_fit)
     oof = np.full(len(y), np.nan)
-    predicted = np.zeros(len(y), dtype=bool)
-    for k, (train, held) in enumerate(folds):
-        if np.intersect1d(train, held).size:
-            raise RuntimeError(f"fold {k}: training rows overlap the held-out rows")
-        if predicted[held].any():
-            raise RuntimeError(f"fold {k}: a held-out row was already predicted by an earlier fold")
-        model = fit_internal_es(make_estimator, X, y, train, es_fraction)
-        oof[held] = model.predict(X[held])
-        predicted[held] = True
-        if on_fit is not None:
-            on_fit(k)
+    for (_, held), (pred, _) in zip(folds, results):
+        oof[held] = pred
     return oof
 
 
@@ -274,41 +318,38 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
             raise ValueError(f"fold_learners names learners that are not base learners: {sorted(unknown)}")
         self.n_features_in_ = X.shape[1]
         self.folds_ = time_folds(postdate, self.n_folds, self.scheme, self.gap)
-        # one step per fold model and per refit, so a long fit shows where it is and an ETA
-        with tqdm(total=len(names) * (len(self.folds_) + 1), desc="stack", unit="fit") as bar:
-            def step(name: str, what: str):
-                return lambda *_: (bar.set_postfix_str(f"{name} {what}"), bar.update(1))
-
-            oof, self.fit_seconds_ = [], {}
-            for n in names:
-                bar.set_postfix_str(f"{n} folds")
-                t0 = time.perf_counter()
-                fold_learner = (self.fold_learners or {}).get(n, self.base_learners[n])
-                oof.append(oof_predictions(fold_learner, X, y, self.folds_, es_fraction=self.es_fraction,
-                                           on_fit=step(n, "folds")))
-                self.fit_seconds_[n] = {"folds": round(time.perf_counter() - t0, 1)}
-            self.oof_ = np.column_stack(oof)
-            self.oof_mask_ = np.isfinite(self.oof_).all(axis=1)
-            self.meta_model_ = self._make_meta().fit(self.oof_[self.oof_mask_], y[self.oof_mask_])
-            weights = getattr(self.meta_model_, "weights_", None)
-            self.weights_ = None if weights is None else dict(zip(names, map(float, weights)))
-            self.intercept_ = getattr(self.meta_model_, "intercept_", None)
-            self.base_models_, self.refit_rows_ = {}, {}
-            for n in names:
-                bar.set_postfix_str(f"{n} refit")
-                t0 = time.perf_counter()
-                self.base_models_[n], self.refit_rows_[n] = self._refit(self.base_learners[n], X, y, postdate,
-                                                                        X_val, y_val)
-                self.fit_seconds_[n]["refit"] = round(time.perf_counter() - t0, 1)
-                step(n, "refit")()
+        _check_folds(self.folds_, len(y))
+        # every (learner, fold) fit and every refit is an independent task of the current executor
+        k = len(self.folds_)
+        tasks = [("fold", (self.fold_learners or {}).get(n, self.base_learners[n]), f, self.es_fraction)
+                 for n in names for f in range(k)] + [("refit", self.base_learners[n], self.es_fraction) for n in names]
+        shared = {"X": X, "y": y, "postdate": postdate, "folds": self.folds_, "X_val": X_val, "y_val": y_val}
+        results = self._run(tasks, shared, [n for n in names for _ in range(k)] + names, "stack")
+        self.oof_ = np.full((len(y), len(names)), np.nan)
+        self.fit_seconds_, self.base_models_, self.refit_rows_ = {}, {}, {}
+        for j, n in enumerate(names):
+            for (_, held), (pred, _) in zip(self.folds_, results[j * k:(j + 1) * k]):
+                self.oof_[held, j] = pred
+            (self.base_models_[n], self.refit_rows_[n]), refit_s = results[len(names) * k + j]
+            self.fit_seconds_[n] = {"folds": round(sum(s for _, s in results[j * k:(j + 1) * k]), 1),
+                                    "refit": round(refit_s, 1)}
+        self.oof_mask_ = np.isfinite(self.oof_).all(axis=1)
+        self.meta_model_ = self._make_meta().fit(self.oof_[self.oof_mask_], y[self.oof_mask_])
+        weights = getattr(self.meta_model_, "weights_", None)
+        self.weights_ = None if weights is None else dict(zip(names, map(float, weights)))
+        self.intercept_ = getattr(self.meta_model_, "intercept_", None)
         self.oof_metrics_ = self._oof_metrics(names, y)
         return self
 
-    def _refit(self, learner, X, y, postdate, X_val, y_val) -> tuple[BaseEstimator, int]:
-        if X_val is not None:
-            return _factory(learner)().fit(X, y, X_val, y_val), len(y)
-        order = np.lexsort((np.arange(len(postdate)), postdate))
-        return fit_internal_es(learner, X, y, order, self.es_fraction), len(internal_es_rows(order, self.es_fraction)[0])
+    @staticmethod
+    def _run(tasks: list[tuple], shared: dict, owners: list[str], desc: str) -> list:
+        """``fit_task`` over ``tasks`` on the current executor, one progress step per finished fit."""
+        with tqdm(total=len(tasks), desc=desc, unit="fit") as bar:
+            def done(i: int) -> None:
+                bar.set_postfix_str(f"{owners[i]} {tasks[i][0]}")
+                bar.update(1)
+
+            return current_executor().run_tasks(fit_task, tasks, shared=shared, on_result=done)
 
     def refit_full(self, X: np.ndarray, y: np.ndarray, *, unscaled: Iterable[str] = ()) -> "StackedEnsemble":
         """Refit every base learner on all labelled rows X (n_all, d), y (n_all,), without early stopping.
@@ -320,15 +361,14 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "base_models_")
         X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
-        unscaled, models, self.refit_full_ = set(unscaled), {}, {}
-        for n in tqdm(list(self.base_models_), desc="stack refit on all labels", unit="fit"):
-            t0 = time.perf_counter()
-            best = getattr(self.base_models_[n], "best_iteration_", None)
-            models[n], rounds = refit_fixed(self.base_learners[n], X, y, best, self.refit_rows_[n],
-                                            scale=n not in unscaled)
-            self.refit_full_[n] = {"best_iteration": int(best), "rounds": rounds, "n_rows": len(y)}
-            self.fit_seconds_.setdefault(n, {})["refit_full"] = round(time.perf_counter() - t0, 1)
-        self.base_models_ = models
+        unscaled, names, self.refit_full_ = set(unscaled), list(self.base_models_), {}
+        best = {n: getattr(self.base_models_[n], "best_iteration_", None) for n in names}
+        tasks = [("refit_full", self.base_learners[n], best[n], self.refit_rows_[n], n not in unscaled) for n in names]
+        results = self._run(tasks, {"X": X, "y": y}, names, "stack refit on all labels")
+        for n, ((_, rounds), seconds) in zip(names, results):
+            self.refit_full_[n] = {"best_iteration": int(best[n]), "rounds": rounds, "n_rows": len(y)}
+            self.fit_seconds_.setdefault(n, {})["refit_full"] = round(seconds, 1)
+        self.base_models_ = {n: model for n, ((model, _), _) in zip(names, results)}
         return self
 
     def _oof_metrics(self, names: list[str], y: np.ndarray) -> dict[str, dict]:

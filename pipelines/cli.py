@@ -2,6 +2,7 @@
 
   smpp simulate --posts 20000 --out data/raw/smpd     write a simulated SMPD directory
   smpp run --smpd-dir DIR --workdir W                 ingest -> ... -> submission.json, metrics/, W/run.json
+  smpp run ... --executor ray --ray-address HEAD:6379  the same on a Ray cluster (README "Running on a cluster")
   smpp sql "SELECT * FROM feature_registry"           read-only SQL over the catalog
   smpp sql -f sql/label_by_category.sql --out x.csv   a named query, written to CSV/Parquet
   smpp predict --post post.json                       an unpublished post: prediction and conformal 80% interval
@@ -21,11 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
 
 from featurestore.config import ParamsError, load_params, merge_params
+from featurestore.executor import ExecutorUnavailable
 from featurestore.paths import Paths
 from featurestore.smpd_layout import SMPDFormatError
 from featurestore.sql_guard import ReadOnlyQueryError
@@ -36,7 +39,8 @@ from pipelines.stage_cli import setup_logging
 log = logging.getLogger("smpp")
 
 # Errors a user can fix from the message alone: one line, exit 2 (the traceback only with -v).
-EXPECTED = (SMPDFormatError, ParamsError, FileNotFoundError, ReadOnlyQueryError, RunRefused, PostInputError)
+EXPECTED = (SMPDFormatError, ParamsError, FileNotFoundError, ReadOnlyQueryError, RunRefused, PostInputError,
+            ExecutorUnavailable)
 EXIT_EXPECTED, EXIT_INTERRUPTED = 2, 130
 
 
@@ -49,6 +53,7 @@ def _run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     if args.mode == "submit":
         params = merge_params(params, SUBMIT_OVERRIDES)
+    params = compute_overrides(params, args.executor, args.ray_address)
     smpd = args.smpd_dir.resolve()
     if not smpd.is_dir():
         raise FileNotFoundError(f"--smpd-dir {args.smpd_dir}: no such directory")
@@ -69,11 +74,36 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def compute_overrides(params: dict, executor: str | None, ray_address: str | None) -> dict:
+    """``params`` with ``--executor`` / ``--ray-address`` applied to its ``compute`` section (checked).
+
+    A Ray run's cluster: ``--ray-address``, else ``compute.ray_address``, else ``RAY_ADDRESS`` from
+    the environment; with none, a local Ray instance is started. A local run ignores ``RAY_ADDRESS``.
+    """
+    from featurestore.config import config_from_dict
+    from featurestore.executor import ComputeConfig, make_executor
+
+    over = {} if executor is None else {"executor": executor}
+    compute = {**(params.get("compute") or {}), **over}
+    if compute.get("executor", "local") != "ray":
+        if ray_address:
+            raise ParamsError("--ray-address needs --executor ray (or compute.executor: ray in the params)")
+        if executor == "local" and compute.get("ray_address") is not None:
+            over["ray_address"] = None  # --executor local: the params' cluster is not used
+    elif ray_address or (compute.get("ray_address") is None and os.environ.get("RAY_ADDRESS")):
+        over["ray_address"] = ray_address or os.environ["RAY_ADDRESS"]
+    out = merge_params(params, {"compute": over}) if over else params
+    cfg = config_from_dict(ComputeConfig, "compute", out.get("compute"))  # a bad value stops here, before any stage
+    make_executor(cfg)  # Ray asked for but not installed: ExecutorUnavailable now (it connects only when used)
+    return out
+
+
 def _check_sections(params: dict, source: Path | None) -> None:
     """A params section no stage reads is a typo, not a setting: refuse it before anything runs."""
     from pipelines.runner import STAGES, stage_module
 
-    known = {s for name in STAGES for s in stage_module(name).PARAMS} | {"simulate"}
+    # compute: which executor runs the stages (pipelines.runner); no stage's output depends on it
+    known = {s for name in STAGES for s in stage_module(name).PARAMS} | {"simulate", "compute"}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ParamsError(f"{source}: unknown params section(s) {unknown}; known: {sorted(known)}")
@@ -161,6 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submit: all labelled posts train (last 10%% by date validates), every label is visible "
                         "to the features of later posts, every model is refitted on all of them, predict the test "
                         "files; holdout: the params' train/val/test split, as in dvc repro (default: submit)")
+    r.add_argument("--executor", choices=("local", "ray"), default=None,
+                   help="where per-post extraction, neighbour blocks and stack fits run (default: the params' "
+                        "compute.executor, else local); ray needs the ray extra. Outputs do not depend on it")
+    r.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                   help="Ray cluster to join, e.g. HEAD_IP:6379 (default: $RAY_ADDRESS; neither: start a local "
+                        "Ray instance)")
     m = sub.add_parser("similar", parents=[verbose], help="the posts most similar to one post (FAISS), for error analysis")
     m.add_argument("pid", type=int, help="the post to look up")
     m.add_argument("-k", "--k", type=int, default=10, help="how many neighbours (default: 10)")

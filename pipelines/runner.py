@@ -9,13 +9,16 @@ stage (``select_stages``). DVC makes the same choice: they live in ``pipelines/o
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from tqdm.auto import tqdm
 
+from featurestore.config import config_from_dict
+from featurestore.executor import ComputeConfig, Executor, make_executor, use_executor
 from featurestore.paths import Paths
 from featurestore.table_specs import list_tables
 from pipelines.stage_io import model_tables_of, stage_io, tables_at
@@ -76,14 +79,32 @@ def select_stages(params: dict, stages: tuple[str, ...] = STAGES) -> tuple[str, 
     return tuple(s for s in stages if s not in OPTIONAL_STAGES or s in chosen)
 
 
+@contextlib.contextmanager
+def executor_scope(params: dict) -> Iterator[Executor]:
+    """The executor of the ``compute`` section, current inside the block and closed after it.
+
+    No stage lists ``compute`` in its params: it decides where the work runs, never what a
+    stage writes, so switching executors reruns nothing.
+    """
+    executor = make_executor(config_from_dict(ComputeConfig, "compute", params.get("compute")))
+    with contextlib.closing(executor), use_executor(executor):
+        yield executor
+
+
 def run_stages(paths: Paths, params: dict, stages: tuple[str, ...] | None = None,
                run: "IncrementalRun | None" = None) -> dict[str, object]:
     """Run stages in order in this process (default: ``select_stages(params)``); returns each stage's result.
 
     With ``run`` (what ``smpp run`` passes), unchanged stages are skipped (absent from the result)
-    and the run manifest records every stage (``pipelines.incremental``).
+    and the run manifest records every stage (``pipelines.incremental``). The stages run under the
+    executor of ``params["compute"]`` (``executor_scope``).
     """
     stages = select_stages(params) if stages is None else stages
+    with executor_scope(params):
+        return _run_in_order(paths, params, stages, run)
+
+
+def _run_in_order(paths: Paths, params: dict, stages: tuple[str, ...], run: "IncrementalRun | None") -> dict:
     if run is not None:
         return run.run(stages)
     results = {}

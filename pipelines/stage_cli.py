@@ -43,6 +43,7 @@ def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] |
     first (the ``catalog`` stage, last in ``dvc repro``, records the run again).
     """
     from pipelines.manifest import mark_incomplete
+    from pipelines.runner import executor_scope
 
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."), help="work root holding data/ and reports/ (default: .)")
@@ -55,7 +56,8 @@ def stage_main(doc: str, run: Callable[[Paths, dict], object], argv: list[str] |
     params = load_params(args.params) if args.params.is_file() else {}
     paths = Paths(root=args.root, smpd=args.smpd_dir)
     mark_incomplete(args.root, _stage_name(doc))
-    run(paths, params)
+    with executor_scope(params):  # `compute.executor` (local or ray): where the work runs, never what it writes
+        run(paths, params)
     return paths, args.params
 
 
