@@ -26,6 +26,11 @@ from featurestore.sequence_online import NeighbourLookup
 from pipelines.manifest import open_run
 
 
+def _load() -> str:
+    """The 1-minute load average (other work on the box slows every rank alike)."""
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def _same(a, b) -> bool:
     return all((x[0] == y[0]).all() and np.array_equal(x[1], y[1], equal_nan=True) for x, y in zip(a, b))
 
@@ -43,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     pid, date = frame["pid"].to_numpy(), frame["postdate"].to_numpy()
     uid, y = frame["uid"].to_numpy(), frame["y_visible"].fill_null(np.nan).to_numpy()
     print(f"{len(pid)} stored posts, {emb.shape[1]}-d, k={cfg.k}; {cpu_model()}; load average "
-          f"{open('/proc/loadavg').read().split()[0]}")
+          f"{_load()}")
     lookups = {}
     for rank in map(int, args.ranks.split(",")):
         t0 = time.perf_counter()
@@ -66,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
                 t_all = time.perf_counter() - t0
                 print(f"round {rnd} rank {rank}: one post p50 {1000 * np.median(times):.1f} ms, "
                       f"p95 {1000 * np.percentile(times, 95):.1f} ms; {args.n} posts in one call "
-                      f"{1000 * t_all:.0f} ms (load {open('/proc/loadavg').read().split()[0]})")
+                      f"{1000 * t_all:.0f} ms (load {_load()})")
     base = next(iter(found.values()))
     bad = [rank for rank, got in found.items() if not _same(base, got)]
     if bad:

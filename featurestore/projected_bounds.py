@@ -55,7 +55,7 @@ class ProjectedBounds:
     def __init__(self, *, rank: int = 64, sample: int = 20_000, seed: int = 0):
         self.rank, self.sample, self.seed = rank, sample, seed
 
-    def fit(self, E: np.ndarray) -> "ProjectedBounds":
+    def fit(self, E: np.ndarray) -> ProjectedBounds:
         E = np.asarray(E, np.float32)
         n, d = E.shape
         rows = E if n <= self.sample else E[np.random.default_rng(self.seed).choice(n, self.sample, replace=False)]

@@ -22,7 +22,11 @@ import polars as pl
 import pyarrow as pa
 
 from featurestore.exact_similarity import pad_columns, pair_similarities
-from featurestore.features_sequence import SequenceConfig, neighbour_tables, sequence_inputs
+from featurestore.features_sequence import (
+    SequenceConfig,
+    neighbour_tables,
+    sequence_inputs,
+)
 from featurestore.projected_bounds import ProjectedBounds
 
 _LOWEST = np.float32(-np.finfo(np.float32).max)
@@ -84,7 +88,7 @@ class NeighbourLookup:
         self.sorted_pid_ = self.pid_[self.by_pid_]
 
     @classmethod
-    def load(cls, paths, cfg: SequenceConfig, **kwargs) -> "NeighbourLookup":
+    def load(cls, paths, cfg: SequenceConfig, **kwargs) -> NeighbourLookup:
         """From the stored embedding table ``cfg.embedding``, split, labels and posts (``Paths``)."""
         frame, emb = sequence_inputs(paths, cfg)
         return cls(cfg, frame["pid"].to_numpy(), frame["postdate"].to_numpy(), frame["uid"].to_numpy(),
@@ -106,9 +110,10 @@ class NeighbourLookup:
             nb = n_before[s:s + QUERY_BLOCK]
             n = int(nb.max(initial=0))
             lower, upper = self.bounds_.bounds(Q[s:s + QUERY_BLOCK], n)    # (m, n) each
-            hidden = np.arange(n)[None, :] >= nb[:, None] if (nb < n).any() else np.zeros((1, n), bool)
-            hidden[:, replaced[replaced < n]] = True                       # replayed posts replace their rows
-            lower[np.broadcast_to(hidden, lower.shape)] = upper[np.broadcast_to(hidden, upper.shape)] = -np.inf
+            for i, b in enumerate(nb):                                     # rows not strictly earlier: slices
+                lower[i, b:] = upper[i, b:] = -np.inf
+            cols = replaced[replaced < n]                                  # replayed posts replace their rows
+            lower[:, cols] = upper[:, cols] = -np.inf
             found.append(_candidates(lower, upper, self.cfg.k, s))
             if self.cfg.labelled:
                 unlabelled = ~np.isfinite(self.y_visible_[:n])
