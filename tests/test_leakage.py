@@ -50,6 +50,20 @@ def _rewrite(paths: Paths, name: str, fn) -> None:
     pq.write_table(fn(pq.read_table(path)), path)
 
 
+def _change_labels_from(paths: Paths, cut: float) -> None:
+    """Every label of a post published at or after ``cut`` (epoch s) changes, in place."""
+    posts = pq.read_table(paths.table("posts"))
+    date_of = dict(zip(posts["pid"].to_pylist(), posts["postdate"].to_pylist()))
+
+    def later_changed(t):
+        lab = t["label"].to_numpy().copy()
+        m = np.array([date_of[p] >= cut for p in t["pid"].to_pylist()])
+        lab[m] = 1.0 + (lab[m] * 7) % 15
+        return t.set_column(1, "label", pa.array(lab))
+
+    _rewrite(paths, "labels", later_changed)
+
+
 def _restore(paths: Paths, saved: dict) -> None:
     for name, table in saved.items():
         pq.write_table(table, paths.table(name))
@@ -93,16 +107,7 @@ def test_later_labels_never_reach_earlier_posts(base, saved):
     before = _features(base)
     names, dates = _split_of(base)
     cut = np.quantile(dates[names == "train"], 0.5)
-
-    def later_changed(t):
-        d = dict(zip(pq.read_table(base.table("posts"))["pid"].to_pylist(),
-                     pq.read_table(base.table("posts"))["postdate"].to_pylist()))
-        lab = t["label"].to_numpy().copy()
-        m = np.array([d[p] >= cut for p in t["pid"].to_pylist()])
-        lab[m] = 1.0 + (lab[m] * 7) % 15
-        return t.set_column(1, "label", pa.array(lab))
-
-    _rewrite(base, "labels", later_changed)
+    _change_labels_from(base, cut)
     after = _features(base)
     early = dates < cut
     changed_any = False
@@ -194,16 +199,7 @@ def test_submit_mode_later_labels_never_reach_earlier_posts(submit, submit_saved
     before = _features(submit)
     names, dates = _split_of(submit)
     cut = np.quantile(dates[names == where], 0.5)
-    posts = pq.read_table(submit.table("posts"))
-    date_of = dict(zip(posts["pid"].to_pylist(), posts["postdate"].to_pylist()))
-
-    def later_changed(t):
-        lab = t["label"].to_numpy().copy()
-        m = np.array([date_of[p] >= cut for p in t["pid"].to_pylist()])
-        lab[m] = 1.0 + (lab[m] * 7) % 15
-        return t.set_column(1, "label", pa.array(lab))
-
-    _rewrite(submit, "labels", later_changed)
+    _change_labels_from(submit, cut)
     after = _features(submit)
     early = dates <= cut
     later_val = (dates > cut) & (names != "train")
