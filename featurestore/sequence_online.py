@@ -3,8 +3,9 @@
 ``NeighbourLookup`` is built once from the stored tables: the embedding matrix in time order
 ``(postdate, pid)``, each post's user and visible label, and a rank-r projection of the rows
 with residual norms (``projected_bounds``). A call with M new posts bounds their similarity to
-every stored row strictly earlier than each of them from the projection (one (n, r + 1) x
-(r + 1, 2M) product: 2.5x fewer bytes than the full rows at r = 64, D = 160), scores the few
+every stored row strictly earlier than each of them from the projection (one pass over the
+(n, r) projected rows and their (n,) residual norms: 2.5x fewer bytes than the full rows at
+r = 64, D = 160), scores the few
 rows whose upper bound reaches the k-th best lower bound exactly, and scores the new posts
 against each other.
 
