@@ -10,7 +10,8 @@ Simulates ``--posts`` posts once (or reads ``--smpd-dir``), then runs the whole 
 
 Reports every stage's wall time (from each run's manifest) and checks that every variant wrote the
 same tables and metrics as ``local`` (Parquet files and metrics JSON, byte for byte). Prints (and with
-``--out`` writes) markdown.
+``--out`` writes) markdown. A finished variant's figures are kept in ``WORKDIR/<variant>.result.json``,
+so a killed benchmark rerun with the same arguments resumes at the first unfinished variant.
 
     python -m benchmarks.bench_ray --posts 4000 --workdir /tmp/bench_ray [--params params.yaml] \\
         [--variants local,ray1,ray2] [--out FILE.md]
@@ -117,7 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     smpd = args.smpd_dir or simulate(args.posts, args.workdir)
     results, same = {}, {}
     for name in args.variants.split(","):
-        results[name] = run_variant(name, smpd, args.workdir / name, args.params)
+        done = args.workdir / f"{name}.result.json"  # a finished variant is kept: a rerun resumes after it
+        if done.is_file():
+            results[name] = json.loads(done.read_text())
+        else:
+            results[name] = run_variant(name, smpd, args.workdir / name, args.params)
+            done.write_text(json.dumps(results[name]))
         print(name, json.dumps(results[name]), flush=True)
     if "local" in results:
         base = artefacts(args.workdir / "local")
