@@ -46,6 +46,8 @@ class ComputeConfig:
     num_cpus: int | None = None    # CPUs of a Ray instance started here (None: all); ignored with ray_address
     actors: int | None = None      # Ray Data actors per map (None: one per CPU, or per GPU for GPU work)
     task_cpus: int | None = None   # CPUs a Ray task reserves (None: the driver's thread count, at most a node's CPUs)
+    train_storage: str | None = None  # Ray Train checkpoints (data-parallel GBDTs): a path every node can write;
+    #                                   None: a temporary directory on the driver's node (one-machine clusters)
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
@@ -71,6 +73,9 @@ class Executor(Protocol):
     def run_tasks(self, fn: Callable, tasks: Sequence, *, shared: dict | None = None,
                   on_result: Callable[[int], None] | None = None) -> list:
         """``[fn(task, **shared) for task in tasks]`` in task order; ``on_result(i)`` as task i finishes."""
+
+    def connect(self) -> None:
+        """Join the cluster, or start the local instance, before the first call (nothing for local)."""
 
     def close(self) -> None:
         """Release what the executor started (a Ray instance it started itself)."""
@@ -145,6 +150,9 @@ class LocalExecutor:
                 on_result(i)
         return out
 
+    def connect(self) -> None:
+        """Nothing to join."""
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -162,7 +170,8 @@ def make_executor(cfg: ComputeConfig | None = None) -> Executor:
         return LocalExecutor()
     from featurestore.executor_ray import RayExecutor  # imports ray itself, with a clear error
 
-    return RayExecutor(address=cfg.ray_address, num_cpus=cfg.num_cpus, actors=cfg.actors, task_cpus=cfg.task_cpus)
+    return RayExecutor(address=cfg.ray_address, num_cpus=cfg.num_cpus, actors=cfg.actors, task_cpus=cfg.task_cpus,
+                       train_storage=cfg.train_storage)
 
 
 _CURRENT: ContextVar[Executor | None] = ContextVar("smpp_executor", default=None)

@@ -97,13 +97,15 @@ class RayExecutor:
     actors: Ray Data actors per ``map_batches`` (default: one per cluster CPU, or per GPU).
     task_cpus: CPUs a task reserves (default: the driver's thread count, which every task runs with,
     at most the CPUs of the largest node): no node runs more threads than it has cores.
+    train_storage: where Ray Train runs (``models.gbdt_data_parallel``) keep their checkpoints.
     """
 
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, actors: int | None = None,
-                 task_cpus: int | None = None):
+                 task_cpus: int | None = None, train_storage: str | None = None):
         self.address, self.num_cpus, self.actors, self.task_cpus = address, num_cpus, actors, task_cpus
+        self.train_storage = train_storage
         self._started = False
 
     def _remote(self) -> tuple[Any, dict]:
@@ -113,7 +115,8 @@ class RayExecutor:
         largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")), default=1)
         return ray.remote(_call).options(num_cpus=max(1, min(want, int(largest)))), threads
 
-    def _connect(self) -> None:
+    def connect(self) -> None:
+        """Join the cluster (or start the local instance) unless this process is already connected."""
         if ray.is_initialized():
             return
         if self.address is not None:
@@ -131,7 +134,7 @@ class RayExecutor:
     def run_tasks(self, fn: Callable, tasks: Sequence, *, shared: dict | None = None,
                   on_result: Callable[[int], None] | None = None) -> list:
         """One Ray task per task, the shared values in the object store once; results in task order."""
-        self._connect()
+        self.connect()
         keys, refs = self._put_shared(shared)
         remote, threads = self._remote()
         pending = {remote.remote(fn, task, threads, keys, *refs): i for i, task in enumerate(tasks)}
@@ -155,7 +158,7 @@ class RayExecutor:
         ``workers`` is the local executor's process count and means nothing here; ``gpu``: the
         class can use a GPU (its actors get one each when the cluster has any).
         """
-        self._connect()
+        self.connect()
         parts = batches(items, batch_size)
         if not parts:
             return []

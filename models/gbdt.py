@@ -13,7 +13,8 @@ Three wrappers share one interface, so the stacking code can treat them alike:
 model object) and ``best_iteration_``. ``X`` is (n, d) numeric with NaN = missing;
 ``categorical_features`` are indices of integer-coded categorical columns (the ``_code``
 columns of the model matrix, ``models.matrix``). Every model is single-process, seeded and
-deterministic for a fixed thread count.
+deterministic for a fixed thread count. LightGBM and XGBoost also train data-parallel over
+``data_parallel_workers`` Ray Train workers (``models.gbdt_data_parallel``; needs the Ray executor).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import _check_sample_weight
 
 from models.estimator_checks import AllowNaNMixin, check_fit_inputs, check_predict_input
+from models.gbdt_data_parallel import train_booster
 
 CAT_MISSING = "-1"  # CatBoost category string for a missing (NaN) code
 SMALL_BATCH = 64  # rows predicted on one thread (a served request): starting threads costs more than it saves
@@ -42,13 +44,15 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
     ``categorical_features``: indices of integer-coded categorical columns (NaN = missing).
     ``quantile``: None for the L2 objective (the mean); a level in (0, 1) for the pinball loss
     (that quantile of the label), early-stopped on the same loss.
+    ``data_parallel_workers``: None trains here; N >= 2 trains one model over N Ray Train workers,
+    each holding 1/N of the rows and ``num_threads`` threads (``models.gbdt_data_parallel``).
     """
 
     def __init__(self, *, learning_rate: float = 0.05, num_leaves: int = 63, min_data_in_leaf: int = 40,
                  feature_fraction: float = 0.8, bagging_fraction: float = 0.8, bagging_freq: int = 1,
                  lambda_l2: float = 1.0, n_estimators: int = 3000, early_stopping_rounds: int = 100,
                  num_threads: int = 2, seed: int = 42, categorical_features: tuple[int, ...] = (),
-                 quantile: float | None = None):
+                 quantile: float | None = None, data_parallel_workers: int | None = None):
         self.learning_rate = learning_rate
         self.num_leaves = num_leaves
         self.min_data_in_leaf = min_data_in_leaf
@@ -62,6 +66,7 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         self.seed = seed
         self.categorical_features = categorical_features
         self.quantile = quantile
+        self.data_parallel_workers = data_parallel_workers
 
     def _lgb_params(self) -> dict:
         objective = {"objective": "regression"} if self.quantile is None else \
@@ -83,6 +88,15 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_all_finite=False,
                                               ensure_min_samples=2)
         weight = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if self.data_parallel_workers:
+            early = X_val is not None and num_boost_round is None
+            text, self.best_iteration_ = train_booster(
+                "lightgbm", self._lgb_params(), X, y, X_val=X_val if early else None, y_val=y_val, weight=weight,
+                num_boost_round=num_boost_round or self.n_estimators, workers=self.data_parallel_workers,
+                early_stopping_rounds=self.early_stopping_rounds if early else None,
+                categorical=tuple(self.categorical_features))
+            self.booster_ = lgb.Booster(model_str=text)
+            return self
         cats = list(self.categorical_features)
         train = lgb.Dataset(X, y, weight=weight, categorical_feature=cats, free_raw_data=True)
         callbacks, valid = [], []
@@ -160,13 +174,15 @@ class XGBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
 
     Categorical codes are split on as ordinary numbers unless ``enable_categorical`` is set,
     in which case the ``categorical_features`` columns use XGBoost's native categorical splits
-    (codes must then be non-negative integers).
+    (codes must then be non-negative integers). ``data_parallel_workers``: None trains here; N >= 2
+    trains one model over N Ray Train workers (``models.gbdt_data_parallel``).
     """
 
     def __init__(self, *, learning_rate: float = 0.05, max_depth: int = 6, min_child_weight: float = 1.0,
                  subsample: float = 0.8, colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
                  n_estimators: int = 3000, early_stopping_rounds: int = 100, nthread: int = 2, seed: int = 42,
-                 categorical_features: tuple[int, ...] = (), enable_categorical: bool = False):
+                 categorical_features: tuple[int, ...] = (), enable_categorical: bool = False,
+                 data_parallel_workers: int | None = None):
         self.learning_rate = learning_rate
         self.max_depth = max_depth
         self.min_child_weight = min_child_weight
@@ -179,14 +195,17 @@ class XGBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         self.seed = seed
         self.categorical_features = categorical_features
         self.enable_categorical = enable_categorical
+        self.data_parallel_workers = data_parallel_workers
+
+    def _feature_types(self, d: int) -> list[str]:
+        cats = set(self.categorical_features)
+        return ["c" if j in cats else "q" for j in range(d)]
 
     def _dmatrix(self, X: np.ndarray, y: np.ndarray | None = None) -> xgb.DMatrix:
         if not self.enable_categorical:
             return xgb.DMatrix(X, label=y, missing=np.nan, nthread=self.nthread)
-        cats = set(self.categorical_features)
-        types = ["c" if j in cats else "q" for j in range(X.shape[1])]
-        return xgb.DMatrix(X, label=y, missing=np.nan, nthread=self.nthread, feature_types=types,
-                           enable_categorical=True)
+        return xgb.DMatrix(X, label=y, missing=np.nan, nthread=self.nthread,
+                           feature_types=self._feature_types(X.shape[1]), enable_categorical=True)
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
             num_boost_round: int | None = None) -> "XGBoostRegressor":
@@ -198,6 +217,16 @@ class XGBoostRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
                   "colsample_bytree": self.colsample_bytree, "lambda": self.reg_lambda,
                   "nthread": self.nthread, "seed": self.seed, "verbosity": 0}
         early = X_val is not None and num_boost_round is None
+        if self.data_parallel_workers:
+            text, self.best_iteration_ = train_booster(
+                "xgboost", params, X, y, X_val=X_val if early else None, y_val=y_val,
+                num_boost_round=num_boost_round or self.n_estimators, workers=self.data_parallel_workers,
+                early_stopping_rounds=self.early_stopping_rounds if early else None,
+                feature_types=self._feature_types(X.shape[1]) if self.enable_categorical else None)
+            self.booster_ = xgb.Booster()
+            self.booster_.load_model(bytearray(text.encode()))
+            self.booster_.set_param({"nthread": self.nthread})
+            return self
         self.booster_ = xgb.train(params, self._dmatrix(X, y), num_boost_round=num_boost_round or self.n_estimators,
                                   evals=[(self._dmatrix(X_val, y_val), "val")] if early else (),
                                   early_stopping_rounds=self.early_stopping_rounds if early else None,

@@ -17,7 +17,8 @@ val or test label (its weights stay those fitted on the train OOF predictions af
 
 Every fold fit of step 2 and every refit of steps 4 and 5 is an independent task (``fit_task``) of
 the current executor (``featurestore.executor``): in order in this process by default, or one Ray
-task each with the matrices shipped once; a fit's result does not depend on where it ran.
+task each with the matrices shipped once; a fit's result does not depend on where it ran. A
+data-parallel GBDT (``data_parallel_workers``) runs its fits from this process over Ray Train workers.
 """
 
 from __future__ import annotations
@@ -88,6 +89,12 @@ def _factory(learner) -> Callable[[], BaseEstimator]:
     if hasattr(learner, "fit") and not isinstance(learner, type):
         return lambda: clone(learner)
     return learner
+
+
+def _data_parallel(learner) -> bool:
+    """Whether ``learner`` (an estimator, class or factory; maybe a ``ColumnSubset``) trains over Ray Train workers."""
+    est = _factory(learner)()
+    return bool(getattr(getattr(est, "estimator", est), "data_parallel_workers", None))
 
 
 def internal_es_rows(rows: np.ndarray, es_fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -170,6 +177,26 @@ def fit_task(task: tuple, *, X: np.ndarray, y: np.ndarray, postdate: np.ndarray 
     return out, time.perf_counter() - t0
 
 
+def run_fits(tasks: list[tuple], shared: dict, on_result: Callable[[int], None] | None = None) -> list:
+    """``[fit_task(t, **shared) for t in tasks]`` on the current executor, in task order; ``on_result(i)`` per fit.
+
+    A data-parallel learner (``data_parallel_workers``) starts its own Ray Train workers, so its fits
+    run from this process after the others, never inside a task.
+    """
+    here = [i for i, t in enumerate(tasks) if _data_parallel(t[1])]
+    rest = [i for i in range(len(tasks)) if i not in set(here)]
+    out: list = [None] * len(tasks)
+    results = current_executor().run_tasks(fit_task, [tasks[i] for i in rest], shared=shared,
+                                           on_result=None if on_result is None else lambda j: on_result(rest[j]))
+    for i, result in zip(rest, results):
+        out[i] = result
+    for i in here:
+        out[i] = fit_task(tasks[i], **shared)
+        if on_result is not None:
+            on_result(i)
+    return out
+
+
 def refit_on_train(learner, X, y, postdate, X_val, y_val, es_fraction: float) -> tuple[BaseEstimator, int]:
     """(learner fitted on all train rows, rows it was fitted on): early-stopped on (X_val, y_val), or without
     them on the latest ``es_fraction`` of the train rows like the fold models."""
@@ -193,8 +220,7 @@ def oof_predictions(make_estimator, X: np.ndarray, y: np.ndarray, folds: list[Fo
     X, y = np.asarray(X), np.asarray(y, dtype=np.float64)
     _check_folds(folds, len(y))
     tasks = [("fold", make_estimator, k, es_fraction) for k in range(len(folds))]
-    results = current_executor().run_tasks(fit_task, tasks, shared={"X": X, "y": y, "folds": folds},
-                                           on_result=on_fit)
+    results = run_fits(tasks, {"X": X, "y": y, "folds": folds}, on_result=on_fit)
     oof = np.full(len(y), np.nan)
     for (_, held), (pred, _) in zip(folds, results):
         oof[held] = pred
@@ -349,7 +375,7 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
                 bar.set_postfix_str(f"{owners[i]} {tasks[i][0]}")
                 bar.update(1)
 
-            return current_executor().run_tasks(fit_task, tasks, shared=shared, on_result=done)
+            return run_fits(tasks, shared, on_result=done)
 
     def refit_full(self, X: np.ndarray, y: np.ndarray, *, unscaled: Iterable[str] = ()) -> "StackedEnsemble":
         """Refit every base learner on all labelled rows X (n_all, d), y (n_all,), without early stopping.

@@ -128,3 +128,24 @@ def test_a_stage_run_alone_uses_the_params_executor(tmp_path, monkeypatch):
         stage_main("Stage demo: test.", lambda paths, p: seen.append(current_executor()),
                    ["--root", str(tmp_path), "--params", str(params)])
     assert len(seen) == 1
+
+
+def test_data_parallel_gbdt_needs_the_ray_executor():
+    """No silent single-node fit when the params ask for data-parallel training."""
+    from models.gbdt import LightGBMRegressor, XGBoostRegressor
+
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40.0)
+    for est in (LightGBMRegressor(data_parallel_workers=2), XGBoostRegressor(data_parallel_workers=2)):
+        with pytest.raises(RuntimeError, match="compute.executor: ray"):
+            est.fit(X, y)
+
+
+def test_shard_rows_split_every_row_once_across_all_dates():
+    from models.gbdt_data_parallel import shard_rows
+
+    shards = shard_rows(11, 3)
+    assert [s.tolist() for s in shards] == [[0, 3, 6, 9], [1, 4, 7, 10], [2, 5, 8]]
+    with pytest.raises(ValueError, match="at least 2"):
+        shard_rows(10, 1)
+    with pytest.raises(ValueError, match="cannot be split"):
+        shard_rows(2, 3)
