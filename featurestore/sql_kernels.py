@@ -17,7 +17,8 @@ that is not made here too fails those tests. A group without a kernel is served 
 
 A user window ``RANGE BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING`` over integer postdates is the
 prefix of the user's rows sorted by postdate that lies strictly before the post: each window
-below is such a prefix (``_UserRows``), found by binary search.
+below is such a prefix (``sql_semantics.UserRows``), found by binary search. DuckDB's scalar
+semantics and the input containers are in ``featurestore.sql_semantics``.
 """
 
 from __future__ import annotations
@@ -25,179 +26,23 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from itertools import accumulate
 
 import pyarrow as pa
 
 from featurestore.sql_online import RUNNING, FittedLookup, level_keys
-
-DAY = 86400
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-# --- DuckDB's scalar semantics ----------------------------------------------------------------
-
-def _cdiv(a: int, b: int) -> int:
-    """Integer ``a // b`` as DuckDB computes it: truncated toward zero."""
-    q = abs(a) // abs(b)
-    return q if (a >= 0) == (b > 0) else -q
-
-
-def _cmod(a: int, b: int) -> int:
-    """Integer ``a % b`` as DuckDB computes it: the sign of ``a``."""
-    return a - b * _cdiv(a, b)
-
-
-def _round(x: float) -> float:
-    """``round(x)``: half away from zero (C's ``round``)."""
-    r = math.floor(abs(x))
-    r += 1.0 if abs(x) - r >= 0.5 else 0.0
-    return math.copysign(r, x)
-
-
-def _round9(x: float | None) -> float | None:
-    """``round(x, 9)`` of a DOUBLE: ``round(x * 10^9) / 10^9``, ``x`` itself where that overflows."""
-    if x is None or math.isnan(x) or math.isinf(x):
-        return x
-    r = _round(x * 1e9) / 1e9
-    return x if math.isinf(r) or math.isnan(r) else r
-
-
-def _ln(x: float | None) -> float | None:
-    """``ln(x)``: -inf at 0, NaN below."""
-    if x is None:
-        return None
-    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
-
-
-def _plus1(x: int | None) -> int | None:
-    return None if x is None else 1 + x
-
-
-def _double(x) -> float | None:
-    """``x::DOUBLE`` (booleans to 1/0, NULL stays NULL)."""
-    return None if x is None else float(x)
-
-
-def _timestamp(seconds: int) -> datetime:
-    """``make_timestamp(seconds * 1000000)`` (UTC)."""
-    return EPOCH + timedelta(seconds=seconds)
-
-
-def _median(values: list[float]) -> float | None:
-    """``median(y)`` of DOUBLEs: the middle value, or the two middle ones interpolated."""
-    if not values:
-        return None
-    s = sorted(values)
-    n = len(s)
-    lo, hi = s[(n - 1) // 2], s[n // 2]
-    return lo if n % 2 else lo * 0.5 + hi * 0.5
-
-
-def _div(a, b) -> float | None:
-    """``a / b`` with NULL operands or a zero divisor giving NULL."""
-    return None if a is None or b is None or b == 0 else a / b
-
-
-# --- inputs --------------------------------------------------------------------------------------
-
-class _Rows:
-    """A table's rows by pid (``table`` columns as Python lists)."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self.cols = table.to_pydict()
-        self.at = {p: i for i, p in enumerate(self.cols["pid"])}
-
-    def get(self, column: str, pid: int):
-        return self.cols[column][self.at[pid]]
-
-    def __contains__(self, pid: int) -> bool:
-        return pid in self.at
-
-
-class _Inputs:
-    """The input tables of one call, each turned into ``_Rows`` once for all the groups that read it."""
-
-    def __init__(self, tables: dict[str, pa.Table]) -> None:
-        self._tables, self._rows = tables, {}
-
-    def table(self, name: str) -> pa.Table:
-        return self._tables[name]
-
-    def rows(self, name: str) -> _Rows:
-        if name not in self._rows:
-            self._rows[name] = _Rows(self._tables[name])
-        return self._rows[name]
-
-
-@dataclass
-class _UserRows:
-    """One user's (or user x category's) rows sorted by (postdate, pid), with prefix aggregates
-    of the visible labels (``y``: the label where visible, else None)."""
-
-    postdate: list[int]
-    y: list[float | None]
-    pid: list[int]
-
-    def __post_init__(self) -> None:
-        yi = [None if v is None else int(_round(v * 1000000)) for v in self.y]
-        self.n = list(accumulate(0 if v is None else 1 for v in yi))
-        self.s = list(accumulate(0 if v is None else v for v in yi))
-        self.q = list(accumulate(0 if v is None else v * v for v in yi))
-
-    def before(self, t: int) -> int:
-        """How many rows lie strictly before postdate ``t`` (the window is ``[:k]``)."""
-        return bisect.bisect_left(self.postdate, t)
-
-
-def _by_key(pids: list[int], keys: list, postdate: list[int], y: list | None = None) -> dict:
-    """key -> ``_UserRows`` of the rows with that key (``None`` is a key like any other)."""
-    groups: dict = {}
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    out = {}
-    for k, idx in groups.items():
-        idx.sort(key=lambda i: (postdate[i], pids[i]))
-        out[k] = _UserRows([postdate[i] for i in idx], [None if y is None else y[i] for i in idx],
-                           [pids[i] for i in idx])
-    return out
-
-
-def _targets(pids, *tables: _Rows) -> list[int]:
-    """The pids (in ``pids`` order) with a row in every one of ``tables`` (the SQL's inner joins)."""
-    return [p for p in pids if all(p in t for t in tables)]
-
-
-def _table(columns: dict[str, tuple[list, pa.DataType]]) -> pa.Table:
-    return pa.table({name: pa.array(values, type) for name, (values, type) in columns.items()})
-
-
-def _doubles(rows: list[dict], names: list[str]) -> dict[str, tuple[list, pa.DataType]]:
-    return {n: ([r[n] for r in rows], pa.float64()) for n in names}
-
-
-def _frame(targets: list[int], postdates: list[int], rows: list[dict], ints: dict[str, pa.DataType] | None = None
-           ) -> pa.Table:
-    """pid, postdate and the rows' columns (DOUBLE unless ``ints`` types them), sorted by pid."""
-    order = sorted(range(len(targets)), key=targets.__getitem__)
-    rows = [rows[i] for i in order]
-    names = list(rows[0]) if rows else []
-    cols = {"pid": ([targets[i] for i in order], pa.int64()), "postdate": ([postdates[i] for i in order], pa.int64())}
-    cols |= _doubles(rows, [n for n in names if n not in (ints or {})])
-    cols |= {n: ([r[n] for r in rows], t) for n, t in (ints or {}).items()}
-    return _table({n: cols[n] for n in ("pid", "postdate", *names)})
-
+from featurestore.sql_semantics import (
+    DAY, Inputs, Rows, UserRows, by_key, cdiv, cmod, div, double, ln, median, plus1, round9, rows_frame, targets_of,
+    timestamp,
+)
 
 # --- the groups ----------------------------------------------------------------------------------
 
-def _user_profile(users: _Rows, additional: _Rows, pid: int, postdate: int) -> dict:
+def _user_profile(users: Rows, additional: Rows, pid: int, postdate: int) -> dict:
     def u(column: str):
         return users.get(column, pid)
     first, taken = u("photo_firstdate"), u("photo_firstdatetaken")
-    return {"photo_count": _double(u("photo_count")), "ispro": _double(u("ispro")),
-            "canbuypro": _double(u("canbuypro")), "tz": _double(u("tz_offset_minutes")),
+    return {"photo_count": double(u("photo_count")), "ispro": double(u("ispro")),
+            "canbuypro": double(u("canbuypro")), "tz": double(u("tz_offset_minutes")),
             "age": None if first is None else (postdate - first) / 86400.0,
             "taken": None if taken is None else (postdate - taken) / 86400.0,
             "pathalias": float(additional.get("pathalias", pid) is not None),
@@ -210,12 +55,12 @@ def _words(text: str | None) -> float:
     return 0.0 if s == "" else float(len(s.split(" ")))
 
 
-def baseline_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
+def baseline_rows(pids, tables: Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_baseline.sql."""
     posts, users, additional, text, temporal, categories = (
         tables.rows(n) for n in ("posts", "users", "additional", "text", "temporal", "categories"))
     vocab = {n: fitted.codes(f"vocab_{n}") for n in ("category", "subcategory", "concept")}
-    targets = _targets(pids, posts, users, additional, text, temporal, categories)
+    targets = targets_of(pids, posts, users, additional, text, temporal, categories)
     postdates, rows = [], []
     for pid in targets:
         t = posts.get("postdate", pid)
@@ -232,31 +77,31 @@ def baseline_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Tab
             "base_user_has_pathalias": prof["pathalias"], "base_user_has_description": prof["description"],
             "base_user_has_location": prof["location"],
             "base_time_tz_known": float(tz is not None),
-            "base_time_hour_local": float(_cdiv(_cmod(local, DAY), 3600)),
-            "base_time_weekday_local": float(_cmod(_cdiv(local, DAY) + 3, 7)),
-            "base_time_month_local": float(_timestamp(local).month),
+            "base_time_hour_local": float(cdiv(cmod(local, DAY), 3600)),
+            "base_time_weekday_local": float(cmod(cdiv(local, DAY) + 3, 7)),
+            "base_time_month_local": float(timestamp(local).month),
             "base_time_days_since_epoch": t / 86400.0,
             **{f"base_cat_{n}_code": vocab[n].get(categories.get(n, pid)) for n in ("category", "subcategory", "concept")},
             "base_text_title_chars": float(len(title or "")), "base_text_title_words": _words(title),
             "base_text_tag_count": _words(tags), "base_text_tags_chars": float(len(tags or "")),
             "base_text_is_video": None if media is None else float(media == "video"),
-            "base_geo_has_geo": _double(temporal.get("has_geo", pid)),
-            "base_geo_accuracy": _double(temporal.get("geoaccuracy", pid)),
+            "base_geo_has_geo": double(temporal.get("has_geo", pid)),
+            "base_geo_accuracy": double(temporal.get("geoaccuracy", pid)),
         })
-    return _frame(targets, postdates, rows, {f"base_cat_{n}_code": pa.int32() for n in ("category", "subcategory", "concept")})
+    return rows_frame(targets, postdates, rows, {f"base_cat_{n}_code": pa.int32() for n in ("category", "subcategory", "concept")})
 
 
-def _user_windows(posts: _Rows, keep: Callable[[int], bool] = lambda p: True) -> dict:
-    """uid -> ``_UserRows`` of the posts table's rows (those ``keep`` accepts)."""
+def _user_windows(posts: Rows, keep: Callable[[int], bool] = lambda p: True) -> dict:
+    """uid -> ``UserRows`` of the posts table's rows (those ``keep`` accepts)."""
     pids = [p for p in posts.cols["pid"] if keep(p)]
-    return _by_key(pids, [posts.get("uid", p) for p in pids], [posts.get("postdate", p) for p in pids])
+    return by_key(pids, [posts.get("uid", p) for p in pids], [posts.get("postdate", p) for p in pids])
 
 
-def user_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
+def user_rows(pids, tables: Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_user.sql."""
     posts, users, additional = (tables.rows(n) for n in ("posts", "users", "additional"))
     windows = _user_windows(posts)
-    targets = _targets(pids, posts, users, additional)
+    targets = targets_of(pids, posts, users, additional)
     postdates, rows = [], []
     for pid in targets:
         t = posts.get("postdate", pid)
@@ -268,7 +113,7 @@ def user_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
         desc, loc = users.get("user_description", pid), users.get("location_description", pid)
         postdates.append(t)
         rows.append({
-            "user_photo_count": prof["photo_count"], "user_log_photo_count": _ln(_plus1(users.get("photo_count", pid))),
+            "user_photo_count": prof["photo_count"], "user_log_photo_count": ln(plus1(users.get("photo_count", pid))),
             "user_ispro": prof["ispro"], "user_canbuypro": prof["canbuypro"], "user_tz_offset_minutes": prof["tz"],
             "user_has_timezone_id": float(users.get("timezone_id", pid) is not None),
             "user_account_age_days": prof["age"], "user_days_since_first_taken": prof["taken"],
@@ -278,14 +123,14 @@ def user_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
             "user_posts_before": float(k), "user_posts_last_30d": float(recent),
             "user_posts_per_day_before": None if k == 0 else k / ((t - first) / 86400.0 + 1),
         })
-    return _frame(targets, postdates, rows)
+    return rows_frame(targets, postdates, rows)
 
 
-def temporal_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
+def temporal_rows(pids, tables: Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_temporal.sql."""
     posts, users, temporal = (tables.rows(n) for n in ("posts", "users", "temporal"))
     windows = _user_windows(posts, keep=users.__contains__)
-    targets = _targets(pids, posts, users, temporal)
+    targets = targets_of(pids, posts, users, temporal)
     postdates, rows = [], []
     for pid in targets:
         t = posts.get("postdate", pid)
@@ -293,20 +138,20 @@ def temporal_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Tab
         local = t + (tz or 0) * 60
         w = windows[posts.get("uid", pid)]
         k = w.before(t)
-        weekday = _cmod(_cdiv(local, DAY) + 3, 7)
-        stamp = _timestamp(local)
+        weekday = cmod(cdiv(local, DAY) + 3, 7)
+        stamp = timestamp(local)
         postdates.append(t)
         rows.append({
-            "time_tz_unknown": float(tz is None), "time_hour_local": _cmod(local, DAY) / 3600.0,
+            "time_tz_unknown": float(tz is None), "time_hour_local": cmod(local, DAY) / 3600.0,
             "time_weekday_local": float(weekday), "time_weekend_local": float(weekday >= 5),
             "time_month_local": float(stamp.month), "time_day_of_year": float(stamp.timetuple().tm_yday),
             "time_days_since_epoch": t / 86400.0,
             "time_days_since_first_photo": None if first is None else (t - first) / 86400.0,
             "time_days_since_prev_post": (t - w.postdate[k - 1]) / 86400.0 if k else None,
-            "geo_has_geo": _double(temporal.get("has_geo", pid)), "geo_accuracy": _double(temporal.get("geoaccuracy", pid)),
+            "geo_has_geo": double(temporal.get("has_geo", pid)), "geo_accuracy": double(temporal.get("geoaccuracy", pid)),
             "geo_latitude": temporal.get("latitude", pid), "geo_longitude": temporal.get("longitude", pid),
         })
-    return _frame(targets, postdates, rows)
+    return rows_frame(targets, postdates, rows)
 
 
 CRAWLED_STATS = (("views", "totalViews"), ("tags", "totalTags"), ("geotagged", "totalGeotagged"),
@@ -318,50 +163,50 @@ CRAWLED_RATIOS = (("views_per_photo", "totalViews", "photoCount"), ("faves_per_v
                   ("in_group_per_photo", "totalInGroup", "photoCount"))
 
 
-def crawled_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
+def crawled_rows(pids, tables: Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_crawled.sql."""
     posts, additional = tables.rows("posts"), tables.rows("additional")
     crawled = tables.table("crawled_users").to_pylist()
     by_alias = {r["pathalias"]: r for r in crawled if r["pathalias"] is not None}
-    targets = _targets(pids, posts, additional)
+    targets = targets_of(pids, posts, additional)
     postdates, rows = [], []
     for pid in targets:
         c = by_alias.get(additional.get("pathalias", pid)) or {}
-        one = {col: _plus1(c.get(col)) for _, col in CRAWLED_STATS}
+        one = {col: plus1(c.get(col)) for _, col in CRAWLED_STATS}
         postdates.append(posts.get("postdate", pid))
         rows.append({"crawl_found": float(bool(c)), "crawl_failed": float(bool(c.get("crawl_failed") or False)),
-                     **{f"crawl_log_{n}": _ln(one[col]) for n, col in CRAWLED_STATS},
-                     **{f"crawl_log_{n}": _ln(_div(one[a], one[b])) for n, a, b in CRAWLED_RATIOS}})
-    return _frame(targets, postdates, rows)
+                     **{f"crawl_log_{n}": ln(one[col]) for n, col in CRAWLED_STATS},
+                     **{f"crawl_log_{n}": ln(div(one[a], one[b])) for n, a, b in CRAWLED_RATIOS}})
+    return rows_frame(targets, postdates, rows)
 
 
-def ids_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
+def ids_rows(pids, tables: Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_ids.sql."""
     posts = tables.rows("posts")
     codes = fitted.codes("vocab_user")
-    targets = _targets(pids, posts)
+    targets = targets_of(pids, posts)
     rows = [{"id_user_code": codes.get(posts.get("uid", p))} for p in targets]
-    return _frame(targets, [posts.get("postdate", p) for p in targets], rows, {"id_user_code": pa.int32()})
+    return rows_frame(targets, [posts.get("postdate", p) for p in targets], rows, {"id_user_code": pa.int32()})
 
 
-def _label_stats(w: _UserRows, k: int, prefix: str) -> dict:
+def _label_stats(w: UserRows, k: int, prefix: str) -> dict:
     """The label statistics of window ``w[:k]`` (``hist_<prefix>_*``)."""
     n, s, q = (w.n[k - 1], w.s[k - 1], w.q[k - 1]) if k else (0, 0, 0)
     ys = [v for v in w.y[:k] if v is not None]
     return {f"hist_{prefix}_count": float(n), f"hist_{prefix}_mean": float(s) / n / 1e6 if n else None,
-            f"hist_{prefix}_median": _median(ys),
+            f"hist_{prefix}_median": median(ys),
             f"hist_{prefix}_std": math.sqrt(float(n * q - s * s) / (n * (n - 1))) / 1e6 if n > 1 else None,
             f"hist_{prefix}_min": min(ys) if ys else None, f"hist_{prefix}_max": max(ys) if ys else None,
             f"hist_{prefix}_last": _last(w, k)}
 
 
-def _last(w: _UserRows, k: int) -> float | None:
+def _last(w: UserRows, k: int) -> float | None:
     """``arg_max(y, postdate * 2^21 + pid)`` over the visible rows of ``w[:k]``."""
     keyed = [(t * 2097152 + p, v) for t, p, v in zip(w.postdate[:k], w.pid[:k], w.y[:k]) if v is not None]
     return max(keyed)[1] if keyed else None
 
 
-def _decayed(w: _UserRows, k: int, t0: int, half_life_days: float) -> float | None:
+def _decayed(w: UserRows, k: int, t0: int, half_life_days: float) -> float | None:
     """``round(sum(wt * y) / sum(wt), 9)`` over ``w[:k]``, wt = 2^((t_i - t0) / half-life)."""
     num = den = None
     for t, y in zip(w.postdate[:k], w.y[:k]):
@@ -369,10 +214,10 @@ def _decayed(w: _UserRows, k: int, t0: int, half_life_days: float) -> float | No
             continue
         wt = math.exp(math.log(2) * (t - t0) / (half_life_days * 86400.0))
         num, den = (wt * y, wt) if num is None else (num + wt * y, den + wt)
-    return None if num is None else _round9(num / den)
+    return None if num is None else round9(num / den)
 
 
-def history_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Table:
+def history_rows(pids, tables: Inputs, fitted: FittedLookup, config) -> pa.Table:
     """sql/features_history.sql (the running category statistics from ``fitted``'s index of
     ``history_running``, as its ASOF joins read them)."""
     posts, split, categories, labels = (tables.rows(n) for n in ("posts", "split", "categories", "labels"))
@@ -380,14 +225,14 @@ def history_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Tabl
     uid = [posts.get("uid", p) for p in base]
     date = [posts.get("postdate", p) for p in base]
     y = [labels.get("label", p) if split.get("label_visible", p) and p in labels else None for p in base]
-    by_user = _by_key(base, uid, date, y)
-    by_user_cat = _by_key(base, list(zip(uid, (categories.get("category", p) for p in base))), date, y)
+    by_user = by_key(base, uid, date, y)
+    by_user_cat = by_key(base, list(zip(uid, (categories.get("category", p) for p in base))), date, y)
     t0 = {}
     for u, t in zip(uid, date):
         t0[u] = min(t0.get(u, t), t)
     running = fitted.running
     m = config.smoothing
-    targets = [p for p in _targets(pids, posts, split, categories)]
+    targets = [p for p in targets_of(pids, posts, split, categories)]
     postdates, rows = [], []
     for pid in targets:
         t, u, cat = posts.get("postdate", pid), posts.get("uid", pid), categories.get("category", pid)
@@ -409,7 +254,7 @@ def history_rows(pids, tables: _Inputs, fitted: FittedLookup, config) -> pa.Tabl
             row[f"hist_{name}_smoothed_mean"] = None if prior is None else (float(s) / 1e6 + prior) / (n + m)
         postdates.append(t)
         rows.append(row)
-    return _frame(targets, postdates, rows)
+    return rows_frame(targets, postdates, rows)
 
 
 KERNELS: dict[str, Callable] = {"baseline": baseline_rows, "user": user_rows, "temporal": temporal_rows,
@@ -425,7 +270,7 @@ def kernel_rows(group: str, pids, tables: dict[str, pa.Table], fitted: FittedLoo
 def kernels_rows(configs: dict[str, object], pids, tables: dict[str, pa.Table], fitted: FittedLookup
                  ) -> dict[str, pa.Table]:
     """``kernel_rows`` of several groups (group -> config) over the same tables, read once."""
-    inputs = _Inputs(tables)
+    inputs = Inputs(tables)
     return {group: KERNELS[group](list(pids), inputs, fitted, config) for group, config in configs.items()}
 
 
