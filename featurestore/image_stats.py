@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 N_EXAMPLES = 5  # pids listed per kind of bad image in the summary
 
 __all__ = ["COLUMNS", "ImageStatsConfig", "build_image_stats", "compute_rows", "image_stats_features",
-           "image_stats_table"]
+           "image_stats_table", "posts_image_stats"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,17 @@ def image_stats_table(images: pa.Table, root: Path, cfg: ImageStatsConfig) -> tu
     return table, summary
 
 
+def posts_image_stats(posts: pa.Table, images: pa.Table, smpd_dir: Path, cfg: ImageStatsConfig
+                      ) -> tuple[pa.Table, dict]:
+    """``pid``, ``postdate`` and ``COLUMNS`` of ``posts`` (pid, postdate; sorted by pid) from their rows
+    of ``images`` (pid, path; a post without one counts as missing), paths relative to
+    ``cfg.image_root`` or else ``smpd_dir``. Returns ``(table, summary)`` (``image_stats_table``)."""
+    posts = posts.join(images.select(["pid", "path"]), "pid", join_type="left outer").sort_by("pid")
+    root = Path(cfg.image_root) if cfg.image_root else Path(smpd_dir)
+    stats, summary = image_stats_table(posts.select(["pid", "path"]), root, cfg)
+    return pa.table({"pid": stats["pid"], "postdate": posts["postdate"], **{c: stats[c] for c in COLUMNS}}), summary
+
+
 def build_image_stats(paths, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
     """``pid``, ``postdate`` and ``COLUMNS`` for every ingested post of a run (``featurestore.paths.Paths``).
 
@@ -121,11 +132,7 @@ def build_image_stats(paths, cfg: ImageStatsConfig) -> tuple[pa.Table, dict]:
     """
     posts = pq.read_table(paths.table("posts"), columns=["pid", "postdate"])
     images = pq.read_table(paths.table("images"), columns=["pid", "path"])
-    posts = posts.join(images, "pid", join_type="left outer").sort_by("pid")
-    root = Path(cfg.image_root) if cfg.image_root else paths.smpd_dir
-    stats, summary = image_stats_table(posts.select(["pid", "path"]), root, cfg)
-    table = pa.table({"pid": stats["pid"], "postdate": posts["postdate"],
-                      **{c: stats[c] for c in COLUMNS}})
+    table, summary = posts_image_stats(posts, images, paths.smpd_dir, cfg)
     log.info("image_stats: %(images)d images: %(processed)d processed, %(missing)d missing, %(corrupt)d corrupt "
              "(%(images_per_s)s images/s)", summary)
     if summary["corrupt"] or summary["outside_root"]:

@@ -11,7 +11,9 @@ the new posts' rows:
   Pathaliases, the fitted relations and the running statistics as of each post, the group's
   in-process kernel (``featurestore.sql_kernels``: the SQL's arithmetic without a query planner,
   tested equal to it), or the group's own SQL where it has no kernel;
-- text and image statistics: from the new posts alone (the text model is loaded, not fitted);
+- text and image statistics: from the new posts alone (the text model is loaded, not fitted); with
+  ``image_process`` (``smpp serve``) the images are measured by one helper process while this one
+  builds the other features, by the same function;
 - frozen encoders (e.g. ``embed_minilm``): the new posts alone, as the stage embeds them;
 - sequence features: the new posts' engineered embedding against the stored one, one search.
 
@@ -21,7 +23,11 @@ with the store; a stored post replayed as new gets exactly its stored features (
 
 from __future__ import annotations
 
+import logging
+import multiprocessing as mp
 import tempfile
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,7 +48,7 @@ from featurestore.feature_groups import group_of_table
 from featurestore.features_sequence import SequenceConfig
 from featurestore.features_text import TextModel, text_inputs, text_rows
 from featurestore.fitted import load_fitted
-from featurestore.image_stats import ImageStatsConfig, image_stats_table
+from featurestore.image_stats import ImageStatsConfig, posts_image_stats
 from featurestore.new_posts import new_post_tables, new_split_rows, write_new_root
 from featurestore.paths import Paths
 from featurestore.sequence_online import NeighbourLookup
@@ -52,6 +58,8 @@ from featurestore.sql_online import FittedLookup, sql_groups_rows
 from featurestore.stored_rows import USER_TABLES, StoredRows
 from featurestore.table_specs import get_table
 from models.extraction import EmbedConfig, embed_posts
+
+log = logging.getLogger(__name__)
 
 SEQUENCE = "features_sequence"
 IMAGE_STATS = "features_image_stats"
@@ -73,11 +81,22 @@ def _in_order(rows: pa.Table, pids: pa.ChunkedArray) -> pa.Table:
     return taken.set_column(taken.column_names.index("pid"), "pid", pids)
 
 
+def _image_process() -> ProcessPoolExecutor:
+    """One spawned process that measures a request's images while the caller builds the other features
+    (in a thread the GIL would serialise the two); started and warmed up (its imports) before use."""
+    pool = ProcessPoolExecutor(1, mp.get_context("spawn"))
+    empty = pa.table({"pid": pa.array([], pa.int64()), "postdate": pa.array([], pa.int64())})
+    pool.submit(posts_image_stats, empty, empty.select(["pid"]).append_column("path", pa.array([], pa.string())),
+                Path("."), ImageStatsConfig(workers=1, progress=False)).result()
+    return pool
+
+
 class OnlineFeatures:
     """Model-input rows of new posts for the run under ``paths`` (``tables``: the model's input tables)."""
 
-    def __init__(self, paths: Paths, params: dict, tables: tuple[str, ...]) -> None:
+    def __init__(self, paths: Paths, params: dict, tables: tuple[str, ...], *, image_process: bool = False) -> None:
         self.paths, self.params, self.tables = paths, params, tuple(tables)
+        self._images: ProcessPoolExecutor | None = None
         needed = self._closure(tables)
         self.stored = StoredRows.load(paths)
         self.groups = {t: group_of_table(t) for t in needed if get_table(t).kind != "embedding"}
@@ -93,6 +112,8 @@ class OnlineFeatures:
         if SEQUENCE in needed:
             self.encoder = load_fitted(paths.fitted("engineered_encoder.joblib"), EngineeredEncoder)
             self.lookup = NeighbourLookup.load(paths, self.configs[SEQUENCE])
+        if image_process and IMAGE_STATS in self.configs:
+            self._images = _image_process()
 
     def _closure(self, tables: tuple[str, ...]) -> set[str]:
         """``tables`` plus the tables their new-post rows are computed from (the sequence embedding's inputs)."""
@@ -119,16 +140,52 @@ class OnlineFeatures:
         with tempfile.TemporaryDirectory(prefix="smpp-predict-") as tmp:  # frozen encoders' scratch roots
             new = new_post_tables(records, self.paths.smpd_dir, self.next_pid)
             new_pids = new["posts"]["pid"]
-            built: dict[str, pa.Table] = {}
+            built: dict[str, pa.Table | Future] = {}
+            if self._images is not None and IMAGE_STATS in self.configs:  # decoded meanwhile in the helper process
+                built[IMAGE_STATS] = self._submit_images(new)
 
             def rows_of(table: str) -> pa.Table:
                 if table in self.sql_tables and table not in built:
                     built.update(self._sql_rows(new))
                 elif table not in built:
                     built[table] = self._build(table, new, Path(tmp), rows_of)
+                elif isinstance(built[table], Future):
+                    built[table] = self._image_result(built[table], new)
                 return built[table]
 
+            for t in sorted(self.tables, key=lambda t: t in (IMAGE_STATS, SEQUENCE)):  # the image rows last
+                rows_of(t)
             return [_in_order(rows_of(t), new_pids) for t in self.tables]
+
+    def _image_args(self, new: dict[str, pa.Table]) -> tuple:
+        return new["posts"].select(["pid", "postdate"]), new["images"], self.paths.smpd_dir, self.configs[IMAGE_STATS]
+
+    def _submit_images(self, new: dict[str, pa.Table]) -> Future:
+        try:
+            return self._images.submit(posts_image_stats, *self._image_args(new))
+        except BrokenProcessPool:  # it died between requests
+            self._restart_images()
+            return self._images.submit(posts_image_stats, *self._image_args(new))
+
+    def _image_result(self, pending: Future, new: dict[str, pa.Table]) -> pa.Table:
+        """The helper process's image rows; if it died on them, these rows are measured here (the same
+        function: the same rows) and a new helper serves the next calls."""
+        try:
+            return pending.result()[0]
+        except BrokenProcessPool:
+            self._restart_images()
+            return posts_image_stats(*self._image_args(new))[0]
+
+    def _restart_images(self) -> None:
+        log.error("serving: the image-statistics process died; starting a new one")
+        self._images.shutdown(wait=False, cancel_futures=True)
+        self._images = _image_process()
+
+    def close(self) -> None:
+        """Stop the image-statistics helper process, if one runs."""
+        if self._images is not None:
+            self._images.shutdown(cancel_futures=True)
+            self._images = None
 
     def _build(self, table: str, new: dict[str, pa.Table], scratch: Path, rows_of) -> pa.Table:
         if get_table(table).kind == "embedding":
@@ -136,7 +193,7 @@ class OnlineFeatures:
         if table == "features_text":
             return text_rows(text_inputs(new["text"], new["posts"]), self.text_model)
         if table == IMAGE_STATS:
-            return self._image_rows(new)
+            return posts_image_stats(*self._image_args(new))[0]
         if table == SEQUENCE:
             return self._sequence_rows(new, rows_of)
         raise ValueError(f"serving: feature group {self.groups[table].name!r} has no online builder")
@@ -165,15 +222,6 @@ class OnlineFeatures:
             rows = sql_groups_rows(by_sql, tables, self.fitted.rows_for(keys))
             out |= {t: rows[self.groups[t].name] for t in self.sql_tables if t not in out}
         return {t: r.filter(pc.is_in(r["pid"], value_set=new_pids)) for t, r in out.items()}
-
-    def _image_rows(self, new: dict[str, pa.Table]) -> pa.Table:
-        cfg: ImageStatsConfig = self.configs[IMAGE_STATS]
-        root = Path(cfg.image_root) if cfg.image_root else self.paths.smpd_dir
-        posts = new["posts"].select(["pid", "postdate"]).join(new["images"].select(["pid", "path"]), "pid",
-                                                               join_type="left outer").sort_by("pid")
-        stats, _ = image_stats_table(posts.select(["pid", "path"]), root, cfg)
-        return pa.table({"pid": stats["pid"], "postdate": posts["postdate"],
-                         **{c: stats[c] for c in stats.column_names if c != "pid"}})
 
     def _encoder_rows(self, name: str, new: dict[str, pa.Table], scratch: Path) -> pa.Table:
         """Model-input columns of embedding table ``name`` for the new posts (its encoder, the stage's params)."""

@@ -74,7 +74,8 @@ class ModelVersion:
 class Predictor:
     """Predictions for new posts from the finished run under ``paths.root`` (model loaded once)."""
 
-    def __init__(self, paths: Paths, params: dict, manifest: dict | None = None) -> None:
+    def __init__(self, paths: Paths, params: dict, manifest: dict | None = None, *, image_process: bool = False
+                 ) -> None:
         if not paths.stack_model.is_file():
             raise FileNotFoundError(f"{paths.stack_model} not found: run `dvc repro` or `smpp run` first")
         self.paths, self.params, self.manifest = paths, params, manifest
@@ -82,16 +83,25 @@ class Predictor:
         data = paths.stack_model.read_bytes()  # read once: the version describes the very bytes loaded
         self.bundle = joblib.load(io.BytesIO(data))
         self.model = ModelVersion.of(paths.stack_model, data)
-        self.online = OnlineFeatures(paths, params, tuple(self.bundle.feature_groups))
+        self.online = OnlineFeatures(paths, params, tuple(self.bundle.feature_groups), image_process=image_process)
         self.store = StoreSummary.load(paths)
         self._lock = threading.Lock()
         self._threads = ThreadpoolController()  # the BLAS / OpenMP pools of the loaded libraries
 
     @classmethod
-    def open(cls, root: Path, smpd_dir: Path | None = None, params_file: Path | None = None) -> Predictor:
-        """The complete run under ``root`` (``RunRefused`` otherwise; see ``pipelines.manifest.open_run``)."""
+    def open(cls, root: Path, smpd_dir: Path | None = None, params_file: Path | None = None, *,
+             image_process: bool = False) -> Predictor:
+        """The complete run under ``root`` (``RunRefused`` otherwise; see ``pipelines.manifest.open_run``).
+
+        ``image_process``: measure a request's images in a helper process while the rest is built
+        (a long-running service; a one-off ``smpp predict`` would pay the process start for nothing).
+        """
         run = open_run(root, smpd_dir, params_file, need_smpd=True)
-        return cls(Paths(root=Path(root), smpd=run.smpd_dir), run.params, run.manifest)
+        return cls(Paths(root=Path(root), smpd=run.smpd_dir), run.params, run.manifest, image_process=image_process)
+
+    def close(self) -> None:
+        """Stop the helper process, if any (the Predictor still predicts, measuring images itself)."""
+        self.online.close()
 
     @property
     def stored_posts(self) -> int:

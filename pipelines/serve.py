@@ -12,7 +12,8 @@ Errors are JSON ``{"error": "<one line>", ...}``: malformed JSON 400; a bad post
 ``problems``: [{post (0-based index), field, message}]; more than MAX_POSTS posts 413.
 The run is opened once (``pipelines.predictor.Predictor``) before the port is bound, so the
 service answers /health only when it can predict. Blocking work runs in the threadpool; the
-Predictor serialises the feature build and model call (see its docstring).
+Predictor serialises the feature build and model call (see its docstring); a request's images are
+measured by one helper process meanwhile (``Predictor.open(image_process=True)``).
 """
 
 from __future__ import annotations
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     ap.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     args = ap.parse_args(argv)
-    predictor = Predictor.open(args.root, args.smpd_dir, args.params)  # refuses an incomplete run
+    predictor = Predictor.open(args.root, args.smpd_dir, args.params, image_process=True)  # refuses an incomplete run
     # The loaded run is millions of long-lived objects (stored rows by user, the model): moved out of the
     # collector's generations, a request's garbage no longer triggers a full pass over them.
     gc.collect()
@@ -139,5 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     h = predictor.health()
     log.info("serving the run in %s (model %s, %d stored posts) on http://%s:%d", args.root, h["model_version"],
              h["stored_posts"], args.host, args.port)
-    uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="info")
+    try:
+        uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="info")
+    finally:
+        predictor.close()
     return 0

@@ -1,6 +1,7 @@
 """`smpp predict`: a stored test post reproduces the pipeline's prediction; new posts get an interval."""
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,42 @@ def test_replayed_stored_posts_get_their_stored_features(run):
             a, b = rows[col].cast(pl.Float64).to_numpy(), want[col].cast(pl.Float64).to_numpy()
             assert np.array_equal(np.isnan(a), np.isnan(b)) and np.allclose(a, b, rtol=0, atol=atol, equal_nan=True), \
                 (table, col, a, b)
+
+
+def test_images_measured_in_the_helper_process_equal_in_process_and_survive_its_death(run, caplog):
+    """``image_process`` (``smpp serve``): the same rows as measuring in the serving process; a helper that
+    died is replaced (logged), with the same rows."""
+    import os
+    import signal
+
+    paths, params = run
+    pids = pl.read_parquet(paths.table("split")).filter(pl.col("split") == "test")["pid"].head(3).to_list()
+    records = stored_records(paths.smpd_dir, pids)
+    here = Predictor(paths, params).features(records)[1]
+    helped = Predictor(paths, params, image_process=True)
+    try:
+        np.testing.assert_array_equal(helped.features(records)[1], here)
+        (old,) = helped.online._images._processes
+        os.kill(old, signal.SIGKILL)
+        time.sleep(0.5)
+        np.testing.assert_array_equal(helped.features(records)[1], here)
+        assert "image-statistics process died" in caplog.text
+        np.testing.assert_array_equal(helped.features(records)[1], here)  # the new helper
+        assert old not in helped.online._images._processes
+        # a helper that dies on a request's images: they are measured here
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        from featurestore.image_stats import posts_image_stats
+        from featurestore.new_posts import new_post_tables
+
+        died = Future()
+        died.set_exception(BrokenProcessPool("killed"))
+        new = new_post_tables(records, paths.smpd_dir, helped.online.next_pid)
+        assert helped.online._image_result(died, new).equals(posts_image_stats(*helped.online._image_args(new))[0])
+    finally:
+        helped.close()
+    assert helped.online._images is None
 
 
 def test_after_loading_a_call_fits_nothing_and_reads_no_stored_table(run, monkeypatch):

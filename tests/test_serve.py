@@ -45,7 +45,8 @@ def test_posts(run):  # noqa: F811
 def client(run):  # noqa: F811
     """An httpx client of the service, run by uvicorn in a background thread on a free port."""
     paths, _ = run
-    app = create_app(Predictor.open(paths.root, paths.smpd_dir))
+    predictor = Predictor.open(paths.root, paths.smpd_dir, image_process=True)  # as `smpp serve` opens it
+    app = create_app(predictor)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # port 0: the OS picks a free one; uvicorn serves on this very socket
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
@@ -60,6 +61,7 @@ def client(run):  # noqa: F811
     server.should_exit = True
     thread.join(30)
     sock.close()
+    predictor.close()
 
 
 def _rows(resp: httpx.Response) -> list[dict]:
