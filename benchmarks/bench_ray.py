@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -45,9 +46,11 @@ def simulate(posts: int, out: Path, seed: int = 42) -> Path:
 
 
 def run_variant(name: str, smpd: Path, work: Path, params: Path | None) -> dict:
-    """``smpp run`` of one variant in a fresh process; returns {wall_s, stages: {stage: seconds}}."""
+    """``smpp run`` of one variant in a fresh process, into an emptied ``work`` (a workdir holding an earlier
+    run would only rerun the stages whose inputs changed); returns {wall_s, stages: {stage: seconds}}."""
+    shutil.rmtree(work, ignore_errors=True)
     cmd = [sys.executable, "-m", "pipelines.cli", "run", "--smpd-dir", str(smpd), "--workdir", str(work),
-           "--mode", "holdout", "--force"] + (["--params", str(params)] if params else [])
+           "--mode", "holdout"] + (["--params", str(params)] if params else [])
     cluster = None
     if name == "local":
         cmd += ["--executor", "local"]
