@@ -108,7 +108,7 @@ def measure(client: httpx.Client, reqs: list[list[dict]], threads: int) -> dict:
             "throughput_requests_per_s": len(reqs) / wall, "throughput_posts_per_s": len(reqs) * len(reqs[0]) / wall}
 
 
-PARTS = {"pipelines.online_features": ("new_post_tables", "kernels_rows", "text_rows", "image_stats_table"),
+PARTS = {"pipelines.online_features": ("new_post_tables", "kernels_rows", "text_rows", "posts_image_stats"),
          "pipelines.predictor": ("post_warnings", "aligned_matrix")}
 
 
