@@ -156,12 +156,14 @@ def _check_folds(folds: list[Fold], n: int) -> None:
 
 
 def fit_task(task: tuple, *, X: np.ndarray, y: np.ndarray, postdate: np.ndarray | None = None,
-             folds: list[Fold] | None = None, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None):
+             folds: list[Fold] | None = None, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+             rows: np.ndarray | None = None):
     """One independent fit of a stack, as an executor task; returns (result, seconds).
 
     ``("fold", learner, k, es_fraction)``: fold k's model -> its predictions of the held-out rows;
     ``("refit", learner, es_fraction)``: the refit on all rows -> (model, rows fitted on);
-    ``("refit_full", learner, best_iteration, n_fitted, scale)``: ``refit_fixed`` -> (model, rounds).
+    ``("refit_full", learner, best_iteration, n_fitted, scale)``: ``refit_fixed`` -> (model, rounds);
+    ``("rows", learner, es_fraction)``: ``fit_internal_es`` on the chronological ``rows`` -> model.
     """
     t0 = time.perf_counter()
     kind, learner = task[0], task[1]
@@ -172,6 +174,8 @@ def fit_task(task: tuple, *, X: np.ndarray, y: np.ndarray, postdate: np.ndarray 
         out = refit_on_train(learner, X, y, postdate, X_val, y_val, task[2])
     elif kind == "refit_full":
         out = refit_fixed(learner, X, y, task[2], task[3], scale=task[4])
+    elif kind == "rows":
+        out = fit_internal_es(learner, X, y, rows, task[2])
     else:
         raise ValueError(f"unknown stack task {kind!r}")
     return out, time.perf_counter() - t0

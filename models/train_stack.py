@@ -26,7 +26,7 @@ import polars as pl
 from models.learners import LEARNERS, create_learner
 from models.matrix import to_matrix
 from models.intervals import ConformalInterval
-from models.stacking import StackedEnsemble, fit_internal_es, internal_es_rows, refit_fixed
+from models.stacking import StackedEnsemble, internal_es_rows, run_fits
 from models.train_gbdt import CATEGORICAL_SUFFIX, DEFAULT_FEATURE_GROUPS
 
 INTERVAL_COLUMNS = ("interval_lo", "interval_hi")  # conformalised bounds (models.intervals)
@@ -187,14 +187,13 @@ def refit_on_all_labels(ens: StackedEnsemble, interval: ConformalInterval | None
         return None, report
     rows = np.flatnonzero(tr)
     n_fitted = len(internal_es_rows(rows, cfg.es_fraction)[0])  # the quantile models' own fitted rows
-    refits = []
-    for side, q, model in (("interval_lo", cfg.quantiles[0], interval.lower), ("interval_hi", cfg.quantiles[1],
-                                                                               interval.upper)):
-        est, rounds = refit_fixed(_quantile_learner(q, cats, cfg, names, columns), X[full], y[full],
-                                  model.best_iteration_, n_fitted)
-        refits.append(est)
+    sides = (("interval_lo", cfg.quantiles[0], interval.lower), ("interval_hi", cfg.quantiles[1], interval.upper))
+    tasks = [("refit_full", _quantile_learner(q, cats, cfg, names, columns), model.best_iteration_, n_fitted, True)
+             for _, q, model in sides]
+    refits = run_fits(tasks, {"X": X[full], "y": y[full]})  # two tasks of the current executor
+    for (side, _, model), ((_, rounds), _) in zip(sides, refits):
         report[side] = {"best_iteration": int(model.best_iteration_), "rounds": rounds, "n_rows": int(full.sum())}
-    return replace(interval, lower=refits[0], upper=refits[1]), report
+    return replace(interval, lower=refits[0][0][0], upper=refits[1][0][0]), report
 
 
 def _quantile_learner(q: float, cats: tuple[int, ...], cfg: StackConfig, names: tuple[str, ...],
@@ -217,8 +216,8 @@ def fit_interval(X: np.ndarray, y: np.ndarray, postdate: np.ndarray, tr: np.ndar
         raise ValueError("train_stack: the prediction interval is calibrated on the val split, which is empty")
     rows = np.flatnonzero(tr)
     rows = rows[np.argsort(postdate[rows], kind="stable")]  # chronological: early stopping on the latest share
-    lo, hi = (fit_internal_es(_quantile_learner(q, cats, cfg, names, columns), X, y, rows, cfg.es_fraction)
-              for q in cfg.quantiles)
+    tasks = [("rows", _quantile_learner(q, cats, cfg, names, columns), cfg.es_fraction) for q in cfg.quantiles]
+    (lo, _), (hi, _) = run_fits(tasks, {"X": X, "y": y, "rows": rows})  # two tasks of the current executor
     return ConformalInterval(lo, hi, coverage=cfg.quantiles[1] - cfg.quantiles[0]).calibrate(X[va], y[va])
 
 

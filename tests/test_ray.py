@@ -26,6 +26,7 @@ from models.extraction import extract, merge_shards, shard_path
 from models.gbdt import LightGBMRegressor, XGBoostRegressor
 from models.mlp_head import MLPRegressorHead
 from models.stacking import StackedEnsemble, run_fits
+from models.train_stack import StackConfig, fit_interval, refit_on_all_labels
 from sklearn.base import BaseEstimator, RegressorMixin
 
 @pytest.fixture(scope="module")
@@ -86,18 +87,27 @@ def test_stack_fits_equal_local(rex):
                 # starts with one thread; tasks run with the driver's pools, or this fails)
                 "mlp": MLPRegressorHead(hidden_layer_sizes=(64,), max_epochs=3, batch_size=256)}
 
-    def fit():
-        ens = StackedEnsemble(learners, n_folds=3).fit(X[:300], y[:300], postdate[:300], X[300:330], y[300:330])
-        before = ens.predict(X[330:])
-        ens.refit_full(X[:330], y[:330], unscaled={"mlp"})
-        return ens, before, ens.predict(X[330:])
+    cfg = StackConfig(learner_params={"lgbm": {"n_estimators": 40, "learning_rate": 0.2, "num_leaves": 7,
+                                               "min_data_in_leaf": 10, "early_stopping_rounds": 10,
+                                               "num_threads": 1}}, quantiles=(0.1, 0.9))
+    tr, va = np.arange(len(y)) < 300, (np.arange(len(y)) >= 300) & (np.arange(len(y)) < 330)
 
-    (a, a_pred, a_full), (b, b_pred, b_full) = both(fit)
+    def fit():
+        ens = StackedEnsemble(learners, n_folds=3).fit(X[tr], y[tr], postdate[tr], X[va], y[va])
+        before = ens.predict(X[330:])
+        interval = fit_interval(X, y, postdate, tr, va, (), cfg)  # the quantile fits: tasks too
+        bounds = interval.predict(X[330:])
+        interval, report = refit_on_all_labels(ens, interval, X, y, tr, va, (), cfg)  # its refit_full on train + val
+        return ens, before, ens.predict(X[330:]), bounds, interval.predict(X[330:]), report
+
+    (a, a_pred, a_full, a_int, a_int_full, a_rep), (b, b_pred, b_full, b_int, b_int_full, b_rep) = both(fit)
     np.testing.assert_array_equal(a.oof_, b.oof_)
     assert a.weights_ == b.weights_ and a.intercept_ == b.intercept_ and a.refit_rows_ == b.refit_rows_
     np.testing.assert_array_equal(b_pred, a_pred)  # bit for bit: every fit ran with the local thread counts
     np.testing.assert_array_equal(b_full, a_full)
-    assert a.refit_full_ == b.refit_full_
+    assert a.refit_full_ == b.refit_full_ and a_rep == b_rep
+    for x, z in zip(a_int + a_int_full, b_int + b_int_full):
+        np.testing.assert_array_equal(z, x)
 
 
 def _dp_data(n=2400, seed=1):
