@@ -88,8 +88,8 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         X, y, X_val, y_val = check_fit_inputs(self, X, y, X_val, y_val, ensure_all_finite=False,
                                               ensure_min_samples=2)
         weight = None if sample_weight is None else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        early = X_val is not None and num_boost_round is None
         if self.data_parallel_workers:
-            early = X_val is not None and num_boost_round is None
             text, self.best_iteration_ = train_booster(
                 "lightgbm", self._lgb_params(), X, y, X_val=X_val if early else None, y_val=y_val, weight=weight,
                 num_boost_round=num_boost_round or self.n_estimators, workers=self.data_parallel_workers,
@@ -100,7 +100,7 @@ class LightGBMRegressor(AllowNaNMixin, RegressorMixin, BaseEstimator):
         cats = list(self.categorical_features)
         train = lgb.Dataset(X, y, weight=weight, categorical_feature=cats, free_raw_data=True)
         callbacks, valid = [], []
-        if X_val is not None and num_boost_round is None:
+        if early:
             valid = [lgb.Dataset(X_val, y_val, reference=train, categorical_feature=cats)]
             callbacks.append(lgb.early_stopping(self.early_stopping_rounds, verbose=False))
         self.booster_ = lgb.train(self._lgb_params(), train, num_boost_round=num_boost_round or self.n_estimators,

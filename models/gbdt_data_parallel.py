@@ -96,13 +96,13 @@ def _train_worker(config: dict) -> None:
     X_val, y_val = ray.get(config["val"]) if config["val"] is not None else (None, None)
     fit = _fit_lightgbm if config["framework"] == "lightgbm" else _fit_xgboost
     text, best = fit(config, X, y, w, X_val, y_val)
+    if ctx.get_world_rank() != 0:  # every worker holds the same booster; rank 0 returns it
+        ray.train.report({"best_iteration": best})
+        return
     with tempfile.TemporaryDirectory() as d:
-        if ctx.get_world_rank() == 0:
-            (Path(d) / _MODEL).write_text(text)
-            (Path(d) / _META).write_text(json.dumps({"best_iteration": best}))
-            ray.train.report({"best_iteration": best}, checkpoint=ray.train.Checkpoint.from_directory(d))
-        else:
-            ray.train.report({"best_iteration": best})
+        (Path(d) / _MODEL).write_text(text)
+        (Path(d) / _META).write_text(json.dumps({"best_iteration": best}))
+        ray.train.report({"best_iteration": best}, checkpoint=ray.train.Checkpoint.from_directory(d))
 
 
 def _fit_lightgbm(config: dict, X, y, w, X_val, y_val) -> tuple[str, int]:

@@ -190,10 +190,11 @@ def refit_on_all_labels(ens: StackedEnsemble, interval: ConformalInterval | None
     sides = (("interval_lo", cfg.quantiles[0], interval.lower), ("interval_hi", cfg.quantiles[1], interval.upper))
     tasks = [("refit_full", _quantile_learner(q, cats, cfg, names, columns), model.best_iteration_, n_fitted, True)
              for _, q, model in sides]
-    refits = run_fits(tasks, {"X": X[full], "y": y[full]})  # two tasks of the current executor
-    for (side, _, model), ((_, rounds), _) in zip(sides, refits):
+    refits = {}
+    for (side, _, model), ((est, rounds), _) in zip(sides, run_fits(tasks, {"X": X[full], "y": y[full]})):
+        refits[side] = est  # two tasks of the current executor
         report[side] = {"best_iteration": int(model.best_iteration_), "rounds": rounds, "n_rows": int(full.sum())}
-    return replace(interval, lower=refits[0][0][0], upper=refits[1][0][0]), report
+    return replace(interval, lower=refits["interval_lo"], upper=refits["interval_hi"]), report
 
 
 def _quantile_learner(q: float, cats: tuple[int, ...], cfg: StackConfig, names: tuple[str, ...],

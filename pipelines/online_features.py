@@ -85,9 +85,9 @@ def _image_process() -> ProcessPoolExecutor:
     """One spawned process that measures a request's images while the caller builds the other features
     (in a thread the GIL would serialise the two); started and warmed up (its imports) before use."""
     pool = ProcessPoolExecutor(1, mp.get_context("spawn"))
-    empty = pa.table({"pid": pa.array([], pa.int64()), "postdate": pa.array([], pa.int64())})
-    pool.submit(posts_image_stats, empty, empty.select(["pid"]).append_column("path", pa.array([], pa.string())),
-                Path("."), ImageStatsConfig(workers=1, progress=False)).result()
+    posts = pa.table({"pid": pa.array([], pa.int64()), "postdate": pa.array([], pa.int64())})
+    images = pa.table({"pid": pa.array([], pa.int64()), "path": pa.array([], pa.string())})
+    pool.submit(posts_image_stats, posts, images, Path("."), ImageStatsConfig(workers=1, progress=False)).result()
     return pool
 
 
@@ -141,7 +141,7 @@ class OnlineFeatures:
             new = new_post_tables(records, self.paths.smpd_dir, self.next_pid)
             new_pids = new["posts"]["pid"]
             built: dict[str, pa.Table | Future] = {}
-            if self._images is not None and IMAGE_STATS in self.configs:  # decoded meanwhile in the helper process
+            if self._images is not None:  # the images are measured meanwhile in the helper process
                 built[IMAGE_STATS] = self._submit_images(new)
 
             def rows_of(table: str) -> pa.Table:
