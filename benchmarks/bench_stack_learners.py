@@ -35,7 +35,8 @@ import polars as pl
 from featurestore.config import config_from_dict, load_params
 from models.learners import create_learner
 from models.metrics import regression_metrics
-from models.stacking import NonNegativeLinearStack, StackedEnsemble
+from models.meta_learners import NonNegativeLinearStack
+from models.stacking import StackedEnsemble
 from models.train_gbdt import CATEGORICAL_SUFFIX
 from models.train_stack import StackConfig
 from pipelines.model_inputs import load_inputs

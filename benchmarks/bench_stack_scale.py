@@ -23,7 +23,8 @@ import numpy as np
 
 from models.learners import create_learner
 from models.metrics import regression_metrics
-from models.stacking import NonNegativeLinearStack, StackedEnsemble
+from models.meta_learners import NonNegativeLinearStack
+from models.stacking import StackedEnsemble
 
 MONTH_S = 30.44 * 86_400
 

@@ -9,7 +9,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from models.gbdt import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
 from models.mlp_head import MLPRegressorHead
-from models.stacking import LGBMStack, NonNegativeLinearStack
+from models.meta_learners import LGBMStack, NonNegativeLinearStack
 
 SMALL_PARAMS = {
     "lgbm": (LightGBMRegressor, dict(n_estimators=30, learning_rate=0.3, num_leaves=7, min_data_in_leaf=5,

@@ -8,8 +8,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 
 from models.gbdt import CatBoostRegressor, LightGBMRegressor, XGBoostRegressor
 from models.mlp_head import MLPRegressorHead
-from models.stacking import (LGBMStack, NonNegativeLinearStack, StackedEnsemble, oof_predictions,
-                             time_folds)
+from models.meta_learners import LGBMStack, NonNegativeLinearStack
+from models.stacking import StackedEnsemble, oof_predictions, time_folds
 
 HOUR = 3600.0
 
