@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import tempfile
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import replace
 from pathlib import Path
 
-import polars as pl
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -42,7 +45,6 @@ from featurestore.embeddings import (
     EngineeredEncoder,
     embedding_columns,
     embedding_prefix,
-    engineered_inputs,
 )
 from featurestore.feature_groups import group_of_table
 from featurestore.features_sequence import SequenceConfig
@@ -81,10 +83,22 @@ def _in_order(rows: pa.Table, pids: pa.ChunkedArray) -> pa.Table:
     return taken.set_column(taken.column_names.index("pid"), "pid", pids)
 
 
+def _exit_with(parent: int, every_s: float = 0.5) -> None:
+    """In a helper process: exit as soon as process ``parent`` is gone. A parent killed by a signal
+    (uvicorn re-raises SIGTERM after its graceful shutdown; SIGKILL) runs no cleanup, and the helper
+    would otherwise live on, orphaned, holding its memory."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _image_process() -> ProcessPoolExecutor:
     """One spawned process that measures a request's images while the caller builds the other features
-    (in a thread the GIL would serialise the two); started and warmed up (its imports) before use."""
-    pool = ProcessPoolExecutor(1, mp.get_context("spawn"))
+    (in a thread the GIL would serialise the two); started and warmed up (its imports) before use, and
+    gone with this process however it ends (``_exit_with``)."""
+    pool = ProcessPoolExecutor(1, mp.get_context("spawn"), initializer=_exit_with, initargs=(os.getpid(),))
     posts = pa.table({"pid": pa.array([], pa.int64()), "postdate": pa.array([], pa.int64())})
     images = pa.table({"pid": pa.array([], pa.int64()), "path": pa.array([], pa.string())})
     pool.submit(posts_image_stats, posts, images, Path("."), ImageStatsConfig(workers=1, progress=False)).result()
@@ -235,13 +249,22 @@ class OnlineFeatures:
         return embedding_columns(table, embedding_prefix(name))
 
     def _sequence_rows(self, new: dict[str, pa.Table], rows_of) -> pa.Table:
-        """Sequence features of the new posts: their engineered embedding searched against the stored one."""
+        """Sequence features of the new posts: their engineered embedding searched against the stored one.
+
+        The encoder's inputs are ``engineered_inputs``'s columns (the text and image rows' numeric
+        columns, the category levels; a source's missing post: nulls), taken straight from the new
+        posts' tables in pid order: the same values without building a frame."""
         ecfg = self.embedding_config
-        text = pl.from_arrow(rows_of(ecfg.text_table)) if ecfg.text_weight > 0 else None
-        image = pl.from_arrow(rows_of(ecfg.image_table)) if ecfg.image_weight > 0 else None
-        frame = engineered_inputs(pl.from_arrow(new["posts"].select(["pid", "postdate", "uid"])), text, image,
-                                  pl.from_arrow(new["categories"]), ecfg)
-        emb = self.encoder.transform(frame)
-        features, _ = self.lookup.rows(frame["pid"].to_numpy(), frame["postdate"].to_numpy(),
-                                       frame["uid"].to_numpy(), emb)
+        keys = new["posts"].select(["pid", "postdate", "uid"]).sort_by("pid")
+        sources = [rows_of(t) for t, w in ((ecfg.text_table, ecfg.text_weight), (ecfg.image_table, ecfg.image_weight))
+                   if w > 0]
+        aligned = [_in_order(src, keys["pid"]) for src in sources]
+        columns = {name: col for t in aligned for name, col in zip(t.column_names, t.columns)}
+        numeric = [np.column_stack([pc.cast(columns[c], pa.float64()).to_numpy(zero_copy_only=False) for c in cols])
+                   for _, cols, _ in self.encoder.numeric_]
+        categories = _in_order(new["categories"], keys["pid"])
+        levels = [categories[level].to_pylist() for level, _ in self.encoder.vocab_]
+        emb = self.encoder.transform_values(numeric, levels)
+        features, _ = self.lookup.rows(keys["pid"].to_numpy(), keys["postdate"].to_numpy(),
+                                       np.asarray(keys["uid"].to_pylist(), object), emb)
         return features

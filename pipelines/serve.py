@@ -19,6 +19,7 @@ measured by one helper process meanwhile (``Predictor.open(image_process=True)``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import logging
@@ -82,9 +83,18 @@ def json_rows(df: pl.DataFrame) -> list[dict]:
     return [{k: clean(v) for k, v in r.items()} for r in df.to_dicts()]
 
 
-def create_app(predictor: Predictor) -> FastAPI:
-    """The service over one loaded ``predictor``."""
-    app = FastAPI(title="smpp", description="Social-media popularity prediction", version=predictor.model.version)
+def create_app(predictor: Predictor, *, close_on_shutdown: bool = False) -> FastAPI:
+    """The service over one loaded ``predictor``; ``close_on_shutdown``: the app's shutdown closes it
+    (stops its helper process: uvicorn ends the process by re-raising SIGTERM after a graceful shutdown,
+    so code after ``uvicorn.run`` does not run)."""
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        if close_on_shutdown:
+            predictor.close()
+
+    app = FastAPI(title="smpp", description="Social-media popularity prediction", version=predictor.model.version,
+                  lifespan=lifespan)
 
     @app.exception_handler(BadRequest)
     def bad_request(_: Request, e: BadRequest) -> JSONResponse:
@@ -141,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving the run in %s (model %s, %d stored posts) on http://%s:%d", args.root, h["model_version"],
              h["stored_posts"], args.host, args.port)
     try:
-        uvicorn.run(create_app(predictor), host=args.host, port=args.port, log_level="info")
+        uvicorn.run(create_app(predictor, close_on_shutdown=True), host=args.host, port=args.port, log_level="info")
     finally:
-        predictor.close()
+        predictor.close()  # where uvicorn returns (e.g. the port was taken)
     return 0

@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import polars as pl
@@ -200,9 +201,50 @@ def test_smpp_serve_command_starts_and_refuses_an_unfinished_run(run, tmp_path):
             except httpx.TransportError:
                 time.sleep(0.2)
         assert h.status_code == 200 and h.json()["stored_posts"] > 0
+        children = _children(proc.pid)  # the image helper and multiprocessing's resource tracker
+        assert sum("spawn_main" in _cmdline(c) for c in children) == 1, "one image helper process"
     finally:
         proc.terminate()
         proc.wait(30)
+    # uvicorn ends the process by re-raising SIGTERM after its shutdown: the app's shutdown stops the helper
+    for child in children:
+        _assert_gone(child)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _cmdline(pid: int) -> str:
+    return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def _assert_gone(pid: int, within_s: float = 10.0) -> None:
+    """Process ``pid`` ends within ``within_s`` (an unreaped zombie counts as ended)."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} still runs {within_s} s after its parent ended")
+
+
+def test_the_image_helper_ends_with_a_killed_server():
+    """A server killed outright (SIGKILL: no shutdown runs) does not leave its helper process behind."""
+    code = ("import time; from pipelines.online_features import _image_process; "
+            "pool = _image_process(); print(next(iter(pool._processes)), flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(parent.stdout.readline())
+        assert helper in _children(parent.pid)
+    finally:
+        parent.kill()
+        parent.wait(30)
+    _assert_gone(helper)
 
 
 def test_only_serve_needs_fastapi(monkeypatch, capsys):
