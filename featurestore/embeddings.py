@@ -125,11 +125,11 @@ def _polars(frame: pl.DataFrame | pa.Table) -> pl.DataFrame:
     return pl.from_arrow(frame) if isinstance(frame, pa.Table) else frame
 
 
-def _one_hot(values: pl.Series, vocab: list) -> np.ndarray:
+def _one_hot(values: list, vocab: list) -> np.ndarray:
     """(N, V) one-hot over ``vocab`` (other values, and nulls, are all-zero); at least one column."""
     code = {v: i for i, v in enumerate(vocab)}
     out = np.zeros((len(values), max(len(vocab), 1)))
-    idx = np.array([code.get(v, -1) for v in values.to_list()], dtype=np.int64)
+    idx = np.array([code.get(v, -1) for v in values], dtype=np.int64)
     hit = idx >= 0
     out[np.flatnonzero(hit), idx[hit]] = 1.0
     return out
@@ -169,12 +169,20 @@ class EngineeredEncoder:
     def transform(self, frame: pl.DataFrame | pa.Table) -> np.ndarray:
         """Inputs (N rows, the fitted columns; others are ignored) -> L2-normalised (N, D) float32 embedding."""
         frame = _polars(frame)
+        return self.transform_values([_numeric_values(frame, cols) for _, cols, _ in self.numeric_],
+                                     [frame[level].to_list() for level, _ in self.vocab_])
+
+    def transform_values(self, numeric: list[np.ndarray], levels: list[list]) -> np.ndarray:
+        """``transform`` of rows given as values: ``numeric[j]`` (N, len(cols)) float64 (NaN: missing) of
+        the j-th fitted numeric block's columns, ``levels[j]`` the N values (None: missing) of the j-th
+        category level -> L2-normalised (N, D) float32."""
         blocks = []  # each scaled to an expected squared norm of weight**2 on train rows
-        for weight, cols, scaler in self.numeric_:
-            z = scaler.transform(_numeric_values(frame, cols))  # (N, D_block), unit variance on train
+        for (weight, _, scaler), values in zip(self.numeric_, numeric, strict=True):
+            z = scaler.transform(values)  # (N, D_block), unit variance on train
             blocks.append(z * (weight / np.sqrt(z.shape[1])))
         if self.vocab_:  # one unit vector per level
-            onehot = np.hstack([_one_hot(frame[level], vocab) for level, vocab in self.vocab_])
+            onehot = np.hstack([_one_hot(values, vocab)
+                                for (_, vocab), values in zip(self.vocab_, levels, strict=True)])
             blocks.append(onehot * (self.cfg.category_weight / np.sqrt(len(self.vocab_))))
         return l2_normalise(np.hstack(blocks)).astype(np.float32)  # (N, D)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 from sklearn.decomposition import TruncatedSVD
 from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -45,11 +46,25 @@ class TextConfig:
 def text_inputs(text: pl.DataFrame | pa.Table, posts: pl.DataFrame | pa.Table) -> pl.DataFrame:
     """What ``text_rows`` reads, from ingest's ``text`` (pid, title, alltags, mediatype) and ``posts``
     (pid, postdate) rows: pid, postdate, title, tags, mediatype of the posts in both, sorted by pid."""
+    if isinstance(text, pa.Table) and isinstance(posts, pa.Table) and _same_sorted_pids(text, posts):
+        return pl.DataFrame({"pid": text["pid"], "postdate": posts["postdate"],  # a few new posts: no join
+                             "title": pc.fill_null(text["title"], ""), "tags": pc.fill_null(text["alltags"], ""),
+                             "mediatype": text["mediatype"]})
     text, posts = (pl.from_arrow(t) if isinstance(t, pa.Table) else t for t in (text, posts))
     return (text.select("pid", "title", pl.col("alltags").alias("tags"), "mediatype")
             .join(posts.select("pid", "postdate"), on="pid", how="inner")
             .select("pid", "postdate", pl.col("title").fill_null(""), pl.col("tags").fill_null(""), "mediatype")
             .sort("pid"))
+
+
+def _same_sorted_pids(a: pa.Table, b: pa.Table) -> bool:
+    """Whether ``a`` and ``b`` hold the same distinct pids in the same ascending order (the join of
+    ``text_inputs`` is then the rows side by side)."""
+    pid = a["pid"]
+    if pid.null_count or not pid.equals(b["pid"]):
+        return False
+    values = pid.to_numpy()
+    return bool((values[1:] > values[:-1]).all())
 
 
 def _read(root: Path) -> pl.DataFrame:
@@ -131,10 +146,13 @@ def text_rows(df: pl.DataFrame | pa.Table, model: TextModel) -> pa.Table:
     df: ``text_inputs``'s columns pid, postdate, title, tags, mediatype; null texts count as empty.
     Each row depends on its own post and ``model`` only.
     """
-    df = (pl.from_arrow(df) if isinstance(df, pa.Table) else df).with_columns(pl.col("title").fill_null(""), pl.col("tags").fill_null(""))
+    df = (pl.from_arrow(df) if isinstance(df, pa.Table) else df).with_columns(pl.col("title").fill_null(""),
+                                                                              pl.col("tags").fill_null(""))
     Z = model.topics(_documents(df))  # (N, k)
-    svd_cols = pl.from_numpy(Z, schema=[f"text_svd_{i}" for i in range(Z.shape[1])], orient="row")  # one call
-    return pl.concat([df.select("pid", "postdate"), text_statistics(df), svd_cols], how="horizontal").to_arrow()
+    stats = text_statistics(df).to_arrow()
+    return pa.table({"pid": df["pid"].to_arrow(), "postdate": df["postdate"].to_arrow(),
+                     **dict(zip(stats.column_names, stats.columns)),
+                     **{f"text_svd_{i}": Z[:, i] for i in range(Z.shape[1])}})
 
 
 def fit_on_train(df: pl.DataFrame, cfg: TextConfig) -> TextModel:

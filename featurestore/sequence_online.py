@@ -19,7 +19,6 @@ replaced by the new one, and the other new posts of the call are candidates with
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
 from featurestore.exact_similarity import pad_columns, pair_similarities
@@ -173,8 +172,9 @@ class NeighbourLookup:
             pad = np.full((len(stored), ids.shape[1]), -1, np.int64)
             return np.vstack([ids, pad]), np.vstack([sims, np.full(pad.shape, np.nan, np.float32)])
 
-        uids = pl.Series(np.concatenate([np.asarray(uid, object), self.uid_[stored]]).tolist(), dtype=pl.String)
-        uid_code = (uids.rank("dense").fill_null(0).cast(pl.Int64) - 1).to_numpy()
+        codes: dict[str, int] = {}  # each user's code (order of appearance; only equality counts), -1: unknown
+        uid_code = np.array([-1 if u is None else codes.setdefault(u, len(codes))
+                             for u in np.concatenate([np.asarray(uid, object), self.uid_[stored]])], np.int64)
         y = np.concatenate([np.full(m, np.nan), self.y_visible_[stored]])
         tables = neighbour_tables(np.concatenate([pid, self.pid_[stored]]),
                                   np.concatenate([postdate, self.postdate_[stored]]), uid_code, y, local(found),
