@@ -72,6 +72,20 @@ def test_text_rows_from_the_loaded_model_equal_the_table(store, no_fitting):
         assert text_rows(_new_text_inputs(store, [pid]).to_arrow(), model).equals(_rows_of(table, [pid]))
 
 
+def test_topics_are_scikit_learns_tfidf_then_svd(store):
+    """``TextModel.topics`` does scikit-learn's TF-IDF and SVD transforms operation by operation (without
+    their input validation): bit-equal on the stored texts, one at a time and together, and on documents
+    that are empty, unicode, or hold only words outside the vocabulary."""
+    model = load_fitted(store.fitted("text_model.joblib"), TextModel)
+    text = pq.read_table(store.table("text"))
+    docs = [f"{t or ''} {a or ''}" for t, a in zip(text["title"].to_pylist(), text["alltags"].to_pylist())]
+    docs += ["", "   ", "zzqx unseenword", "Ünïcödé café naïve 東京 tokyo", docs[0] * 3]
+    want = model.svd.transform(model.tfidf.transform(docs)).astype(np.float32).astype(np.float64)
+    np.testing.assert_array_equal(model.topics(docs), want)
+    np.testing.assert_array_equal(np.vstack([model.topics([d]) for d in docs[-40:]]), want[-40:])
+    assert (want[-5:-2] == 0).all() and np.abs(want).sum() > 0
+
+
 def test_fitted_files_are_checked_on_load(store):
     with pytest.raises(TypeError, match="TextModel"):
         load_fitted(store.fitted("engineered_encoder.joblib"), TextModel)
