@@ -3,12 +3,13 @@
 Starts `smpp serve --root W` as a subprocess on a free local port and waits for /health (load
 time: process start to healthy; server RSS from /proc/<pid>/status). Then, with an httpx client,
 sends ``--n`` single-post requests and ``--n`` ``--batch``-post requests one at a time (latency
-p50/p95/p99), and the same again from ``--threads`` concurrent client threads (throughput). The
+p50/p95/p99; each size after ``--warmup`` untimed requests: the first few after load run on cold
+caches), and the same again from ``--threads`` concurrent client threads (throughput). The
 posts are stored test posts read back from the SMPD files and sent as new ones
 (``featurestore.new_posts.stored_records``); their predictions are checked against the
 pipeline's stored ones. Prints a Markdown table; writes ``--out`` (JSON).
 
-    python -m benchmarks.bench_serve [--root .] [--n 20] [--batch 100] [--threads 8] [--breakdown 30]
+    python -m benchmarks.bench_serve [--root .] [--n 20] [--batch 100] [--threads 8] [--warmup 5] [--breakdown 30]
 
 ``--breakdown``: afterwards, in-process, the median milliseconds of each part of a one-post call.
 """
@@ -94,8 +95,11 @@ def bodies(records: list[dict], size: int, n: int) -> list[list[dict]]:
     return [[records[(i * size + j) % len(records)] for j in range(size)] for i in range(n)]
 
 
-def measure(client: httpx.Client, reqs: list[list[dict]], threads: int) -> dict:
-    """Latencies one request at a time, then throughput with ``threads`` concurrent clients."""
+def measure(client: httpx.Client, reqs: list[list[dict]], threads: int, warmup: list[list[dict]]) -> dict:
+    """Latencies one request at a time (after the untimed ``warmup`` requests), then throughput with
+    ``threads`` concurrent clients."""
+    for b in warmup:
+        post(client, b)
     seq = [post(client, b)[0] for b in reqs]
     t0 = time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
@@ -157,6 +161,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=20, help="requests per size, sequential and concurrent (default: 20)")
     ap.add_argument("--batch", type=int, default=100, help="posts per batch request (default: 100)")
     ap.add_argument("--threads", type=int, default=8, help="concurrent client threads (default: 8)")
+    ap.add_argument("--warmup", type=int, default=5,
+                    help="untimed requests of each size before the timed ones (the first few after load run "
+                         "cold caches; default: 5)")
     ap.add_argument("--out", type=Path, default=OUT, help=f"results JSON (default: {OUT})")
     ap.add_argument("--breakdown", type=int, default=30,
                     help="one-post calls timed per part in-process after the HTTP runs (0: skip; default 30)")
@@ -174,7 +181,9 @@ def main(argv: list[str] | None = None) -> None:
             health = client.get("/health").json()
             first_s, preds = post(client, records[: args.batch])
             diff = float(np.max(np.abs(np.array([r["pred"] for r in preds]) - stored["pred"][: len(preds)].to_numpy())))
-            results = [measure(client, bodies(records, size, args.n), args.threads) for size in (1, args.batch)]
+            results = [measure(client, bodies(records, size, args.n), args.threads,
+                               bodies(records[::-1], size, args.warmup))  # other posts first where there are
+                       for size in (1, args.batch)]
         rss_end = rss_mib(proc.pid)
     finally:
         proc.terminate()
@@ -183,10 +192,12 @@ def main(argv: list[str] | None = None) -> None:
               "cpus": os.cpu_count(), "root": str(Path(args.root).resolve()), "stored_posts": health["stored_posts"],
               "model_version": health["model_version"], "load_s": load_s, "rss_after_load_mib": rss_loaded["VmRSS"],
               "rss_after_requests_mib": rss_end["VmRSS"], "rss_peak_mib": rss_end["VmHWM"],
-              "first_request_s": first_s, "max_abs_diff_vs_pipeline": diff, "results": results,
+              "first_request_s": first_s, "warmup_requests": args.warmup, "max_abs_diff_vs_pipeline": diff,
+              "results": results,
               "breakdown": breakdown(args.root, args.smpd_dir, records, args.breakdown) if args.breakdown else None}
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"`python -m benchmarks.bench_serve --n {args.n} --batch {args.batch} --threads {args.threads}` "
+    print(f"`python -m benchmarks.bench_serve --n {args.n} --batch {args.batch} --threads {args.threads} "
+          f"--warmup {args.warmup}` "
           f"({report['stored_posts']} stored posts, {report['cpu']}, {report['cpus']} CPUs, {report['date']})\n")
     print(f"load (process start to healthy) {load_s:.1f} s; RSS after load {rss_loaded['VmRSS']:.0f} MiB, after the "
           f"requests {rss_end['VmRSS']:.0f} MiB (peak {rss_end['VmHWM']:.0f}); first {args.batch}-post request "

@@ -28,6 +28,8 @@ from featurestore.exact_similarity import U32, gemm_margin
 
 CHUNK = 65536      # rows projected at a time (float64 work space CHUNK x D)
 GEMV_QUERIES = 4   # up to this many queries, one matrix-vector product each (measured faster than one gemm)
+BLOCK = 256        # rows per block maximum in ``candidates``
+PREFILTER_MARGIN = 1e-6  # widens the prefilter past the float32 rounding of its threshold
 TINY = 1e-14       # added under square roots: covers float64 cancellation in |e|^2 - |z|^2
 
 
@@ -71,6 +73,7 @@ class ProjectedBounds:
             self.rho_[s:s + CHUNK] = _round_up(_residual_norms(X, Z))
         sq = np.einsum("ij,ij->i", self.z_, self.z_, dtype=np.float64) + self.rho_.astype(np.float64) ** 2
         self.norm_ = float(np.sqrt(sq.max(initial=0.0)))
+        self.rho_max_ = np.float32(self.rho_.max(initial=0.0))
         return self
 
     def slack(self, query_norm: float) -> float:
@@ -83,15 +86,55 @@ class ProjectedBounds:
     def bounds(self, Q: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """``(lower, upper)`` (M, n) float32 bounds of the inner products of Q (M, D) with the first n
         stored rows, each valid for ``pair_similarities`` of the same float32 rows."""
-        Q64 = np.asarray(Q, np.float64)
-        Zq = Q64 @ self.basis_                                             # (M, r)
-        rho = _residual_norms(Q64, Zq)                                     # (M,)
-        q_norm = float(np.sqrt((np.einsum("ij,ij->i", Zq, Zq) + rho ** 2).max(initial=0.0)))
+        Zq, rho, slack = self.project(Q)
         Zq32 = Zq.astype(np.float32)
         if len(Zq32) <= GEMV_QUERIES:   # BLAS's gemv streams z_ at memory speed; a gemm this thin packs it first
             P = np.stack([self.z_[:n] @ zq for zq in Zq32])                # (M, n)
         else:
             P = (self.z_[:n] @ Zq32.T).T                                   # (M, n): the one pass over z_
         spread = rho.astype(np.float32)[:, None] * self.rho_[None, :n]     # (M, n) rho_q rho_e
-        spread += np.float32(self.slack(q_norm))
+        spread += np.float32(slack)
         return P - spread, P + spread
+
+    def project(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """``(Z_q, rho_q, slack)`` of query rows Q (M, D): (M, r) float64 projections, (M,) float64
+        residual norms, and the ``slack`` of all of them."""
+        Q64 = np.asarray(Q, np.float64)
+        Zq = Q64 @ self.basis_                                             # (M, r)
+        rho = _residual_norms(Q64, Zq)                                     # (M,)
+        q_norm = float(np.sqrt((np.einsum("ij,ij->i", Zq, Zq) + rho ** 2).max(initial=0.0)))
+        return Zq, rho, self.slack(q_norm)
+
+    def candidates(self, q: np.ndarray, n: int, k: int, hidden: np.ndarray | None = None) -> np.ndarray:
+        """Rows among the first ``n`` stored ones, less the ``hidden`` rows, that may be in the top k of
+        query row ``q`` (D,): those whose upper bound reaches the k-th largest lower bound (as
+        ``bounds``), found with one pass over the projected rows and two over their n products.
+
+        With ``spread_max`` the largest row spread (``rho_q max rho_e + slack``): the k largest of the
+        block maxima of the products ``p`` (blocks of ``BLOCK`` rows) are k distinct rows, so
+        ``t = kth block maximum - spread_max`` is at most the k-th largest lower bound; every row whose
+        upper bound reaches it has ``p >= t - spread_max`` (the prefilter). Among the prefiltered rows
+        (which hold those k) the k-th largest exact lower bound ``t2 >= t`` is computed, and the rows
+        whose upper bound reaches ``t2`` are returned: a superset of ``bounds``' candidates.
+        Returns ascending row numbers; every allowed row where fewer than k are allowed.
+        """
+        zq, rho, slack = self.project(q[None, :])
+        p = self.z_[:n] @ zq[0].astype(np.float32)                         # (n,): the one pass over z_
+        if hidden is not None and len(hidden):
+            p[hidden[hidden < n]] = -np.inf
+        rho_q, slack32 = np.float32(rho[0]), np.float32(slack)
+        spread_max = rho_q * self.rho_max_ + slack32
+        pad = -len(p) % BLOCK
+        block_max = np.concatenate([p, np.full(pad, -np.inf, np.float32)]).reshape(-1, BLOCK).max(axis=1)
+        finite = int(np.isfinite(block_max).sum())
+        if finite < k:  # fewer than k blocks hold an allowed row: no bound from the blocks
+            rows = np.flatnonzero(np.isfinite(p))
+        else:
+            t = np.partition(block_max, len(block_max) - k)[len(block_max) - k] - spread_max
+            rows = np.flatnonzero(p >= t - spread_max - np.float32(PREFILTER_MARGIN))
+        spread = rho_q * self.rho_[rows] + slack32
+        lower, upper = p[rows] - spread, p[rows] + spread
+        if len(rows) <= k:
+            return rows
+        t2 = np.partition(lower, len(lower) - k)[len(lower) - k]
+        return rows[upper >= t2]

@@ -27,7 +27,7 @@ from featurestore.features_sequence import (
     neighbour_tables,
     sequence_inputs,
 )
-from featurestore.projected_bounds import ProjectedBounds
+from featurestore.projected_bounds import GEMV_QUERIES, ProjectedBounds
 
 _LOWEST = np.float32(-np.finfo(np.float32).max)
 QUERY_BLOCK = 16   # new posts bounded at a time: (QUERY_BLOCK, n) float32 bounds per block
@@ -84,6 +84,7 @@ class NeighbourLookup:
         self.dim_ = emb.shape[1]
         self.emb_ = pad_columns(np.ascontiguousarray(np.asarray(emb, np.float32)[order]))  # (N, D16) time order
         self.bounds_ = ProjectedBounds(rank=projection_rank).fit(self.emb_)  # the candidate pass
+        self.unlabelled_ = np.flatnonzero(~np.isfinite(self.y_visible_))  # time-order rows without a visible label
         self.by_pid_ = np.argsort(self.pid_, kind="stable")  # (N,) time-order rows in pid order
         self.sorted_pid_ = self.pid_[self.by_pid_]
 
@@ -105,6 +106,8 @@ class NeighbourLookup:
                            ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
         """(query rows, stored time-order rows) that may be in each query's top k among the stored rows
         it may see (the first ``n_before[i]``, less ``replaced``), and among those with a visible label."""
+        if len(Q) <= GEMV_QUERIES:  # a request's few posts: one product each and a few passes over n
+            return self._few_candidates(Q, n_before, replaced)
         found, labelled = [], []
         for s in range(0, len(Q), QUERY_BLOCK):
             nb = n_before[s:s + QUERY_BLOCK]
@@ -119,6 +122,23 @@ class NeighbourLookup:
                 unlabelled = ~np.isfinite(self.y_visible_[:n])
                 lower[:, unlabelled] = upper[:, unlabelled] = -np.inf
                 labelled.append(_candidates(lower, upper, self.cfg.k, s))
+
+        def joined(parts):
+            return tuple(np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 2
+        return joined(found), (joined(labelled) if self.cfg.labelled else None)
+
+    def _few_candidates(self, Q: np.ndarray, n_before: np.ndarray, replaced: np.ndarray
+                        ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+        """``_stored_candidates`` of a few queries through ``ProjectedBounds.candidates`` (a superset of
+        the block pass's candidates: the same top k after the exact rescoring)."""
+        found, labelled = [], []
+        for i, (q, n) in enumerate(zip(Q, n_before)):
+            cols = self.bounds_.candidates(q, int(n), self.cfg.k, replaced)
+            found.append((np.full(len(cols), i, np.int64), cols))
+            if self.cfg.labelled:
+                hidden = np.concatenate([replaced, self.unlabelled_[self.unlabelled_ < n]])
+                cols = self.bounds_.candidates(q, int(n), self.cfg.k, hidden)
+                labelled.append((np.full(len(cols), i, np.int64), cols))
 
         def joined(parts):
             return tuple(np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 2

@@ -58,3 +58,29 @@ def test_fewer_allowed_rows_than_k_keeps_them_all():
     lower[:, 4:] = upper[:, 4:] = -np.inf                # only 4 rows may be seen
     rows, cols = _candidates(lower, upper, 8, offset=10)
     assert sorted(cols[rows == 10]) == [0, 1, 2, 3] and set(rows) == {10, 11}
+
+
+@pytest.mark.parametrize("rank", [2, 8, 40])
+def test_one_query_candidates_hold_the_full_pass_candidates(rank):
+    """``ProjectedBounds.candidates`` (block maxima, a prefilter, two passes) returns a superset of the
+    full pass's candidates for one query: prefixes of the stored rows, hidden rows, ties, a zero row,
+    and fewer allowed rows than k."""
+    E, k = _rows(3000, 40, seed=rank), 8
+    pb = ProjectedBounds(rank=rank).fit(E)
+    rng = np.random.default_rng(rank)
+    Q = np.vstack([E[[0, 5, 25, 2999]], _rows(4, 40, seed=11)])
+    for q in Q:
+        for n in (3000, 1234, 300, 5):
+            hidden = np.sort(rng.choice(3000, 400, replace=False))
+            for hide in (None, hidden, np.arange(n - 3)):
+                lower, upper = pb.bounds(q[None], n)
+                if hide is not None:
+                    lower[:, hide[hide < n]] = upper[:, hide[hide < n]] = -np.inf
+                _, want = _candidates(lower, upper, k, offset=0)
+                got = pb.candidates(q, n, k, hide)
+                assert np.all(np.diff(got) > 0) and set(want) <= set(got), (rank, n)
+                allowed = np.isfinite(lower[0]).sum()
+                if allowed <= k:
+                    assert len(got) == allowed  # every allowed row
+                elif rank == 40 and n == 3000 and hide is None and not (q == 0).all():
+                    assert len(got) < 100, "the one-query pass hardly pruned"
