@@ -129,10 +129,10 @@ class Predictor:
             pids, X = self.features(records)
             out = pl.DataFrame({"pid": pids} | self.bundle.predict(X))
         out = pl.concat([out, post_warnings(self.store, records, out["pid"].to_list())], how="horizontal")
-        flagged = out.filter(pl.col("warnings") != "")
-        if flagged.height:
-            log.warning("%d of %d post(s) with warnings (see the warnings column): %s", flagged.height, out.height,
-                        ", ".join(sorted({c for w in flagged["warnings"] for c in w.split(";")})))
+        flagged = [w for w in out["warnings"].to_list() if w]
+        if flagged:
+            log.warning("%d of %d post(s) with warnings (see the warnings column): %s", len(flagged), out.height,
+                        ", ".join(sorted({c for w in flagged for c in w.split(";")})))
         return out.select(OUTPUT_COLUMNS)
 
     def similar(self, pid: int, k: int = 10) -> pl.DataFrame:
