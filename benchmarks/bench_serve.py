@@ -141,7 +141,7 @@ def breakdown(root: Path, smpd_dir: Path | None, records: list[dict], repeat: in
             setattr(mod, name, timed(name, getattr(mod, name)))
     online = predictor.online
     if online.lookup is not None:
-        online.encoder.transform = timed("embedding", online.encoder.transform)
+        online.encoder.transform_values = timed("embedding", online.encoder.transform_values)
         online.lookup.rows = timed("neighbours", online.lookup.rows)
     predictor.bundle.predict = timed("model", predictor.bundle.predict)
     totals = []

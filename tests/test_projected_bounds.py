@@ -84,3 +84,16 @@ def test_one_query_candidates_hold_the_full_pass_candidates(rank):
                     assert len(got) == allowed  # every allowed row
                 elif rank == 40 and n == 3000 and hide is None and not (q == 0).all():
                     assert len(got) < 100, "the one-query pass hardly pruned"
+
+
+def test_two_blas_threads_give_the_same_candidates(monkeypatch):
+    """Over many stored rows the one-query product runs on two BLAS threads: the same candidates."""
+    import featurestore.projected_bounds as pbm
+
+    E = _rows(3000, 40, seed=5)
+    pb = ProjectedBounds(rank=8).fit(E)
+    Q = np.vstack([E[[0, 7]], _rows(3, 40, seed=13)])
+    one = [pb.candidates(q, 3000, 8) for q in Q]
+    monkeypatch.setattr(pbm, "PARALLEL_ROWS", 1)
+    two = [pb.candidates(q, 3000, 8) for q in Q]
+    assert all(np.array_equal(a, b) for a, b in zip(one, two))
