@@ -138,12 +138,24 @@ class ProjectedBounds:
         whose upper bound reaches ``t2`` are returned: a superset of ``bounds``' candidates.
         Returns ascending row numbers; every allowed row where fewer than k are allowed.
         """
+        return self.candidates_of(self.products(q, n), k, hidden)
+
+    def products(self, q: np.ndarray, n: int) -> tuple[np.ndarray, np.float32, np.float32]:
+        """``(p, rho_q, slack)`` of query row ``q`` (D,): (n,) float32 products with the first n projected
+        rows (the one pass over them), its float32 residual norm and slack: ``candidates_of``'s input."""
         zq, rho, slack = self.project(q[None, :])
         with _blas_threads(n):
             p = self.z_[:n] @ zq[0].astype(np.float32)                     # (n,): the one pass over z_
+        return p, np.float32(rho[0]), np.float32(slack)
+
+    def candidates_of(self, products: tuple[np.ndarray, np.float32, np.float32], k: int,
+                      hidden: np.ndarray | None = None) -> np.ndarray:
+        """``candidates`` from a query's ``products`` (not changed: several searches may share them)."""
+        p, rho_q, slack32 = products
+        n = len(p)
         if hidden is not None and len(hidden):
+            p = p.copy()
             p[hidden[hidden < n]] = -np.inf
-        rho_q, slack32 = np.float32(rho[0]), np.float32(slack)
         spread_max = rho_q * self.rho_max_ + slack32
         pad = -len(p) % BLOCK
         block_max = np.concatenate([p, np.full(pad, -np.inf, np.float32)]).reshape(-1, BLOCK).max(axis=1)

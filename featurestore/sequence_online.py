@@ -62,6 +62,11 @@ def _rank_top_k(row: np.ndarray, sim: np.ndarray, date: np.ndarray, pid: np.ndar
     return out
 
 
+def _joined(parts: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(query rows, stored rows) of every part, concatenated."""
+    return tuple(np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 2
+
+
 class NeighbourLookup:
     """The k most similar strictly-earlier posts of new posts, and their sequence feature rows.
 
@@ -123,9 +128,7 @@ class NeighbourLookup:
                 lower[:, unlabelled] = upper[:, unlabelled] = -np.inf
                 labelled.append(_candidates(lower, upper, self.cfg.k, s))
 
-        def joined(parts):
-            return tuple(np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 2
-        return joined(found), (joined(labelled) if self.cfg.labelled else None)
+        return _joined(found), (_joined(labelled) if self.cfg.labelled else None)
 
     def _few_candidates(self, Q: np.ndarray, n_before: np.ndarray, replaced: np.ndarray
                         ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
@@ -133,16 +136,14 @@ class NeighbourLookup:
         the block pass's candidates: the same top k after the exact rescoring)."""
         found, labelled = [], []
         for i, (q, n) in enumerate(zip(Q, n_before)):
-            cols = self.bounds_.candidates(q, int(n), self.cfg.k, replaced)
+            products = self.bounds_.products(q, int(n))  # one pass over the stored rows for both searches
+            cols = self.bounds_.candidates_of(products, self.cfg.k, replaced)
             found.append((np.full(len(cols), i, np.int64), cols))
             if self.cfg.labelled:
                 hidden = np.concatenate([replaced, self.unlabelled_[self.unlabelled_ < n]])
-                cols = self.bounds_.candidates(q, int(n), self.cfg.k, hidden)
+                cols = self.bounds_.candidates_of(products, self.cfg.k, hidden)
                 labelled.append((np.full(len(cols), i, np.int64), cols))
-
-        def joined(parts):
-            return tuple(np.concatenate(x) for x in zip(*parts)) if parts else (np.zeros(0, np.int64),) * 2
-        return joined(found), (joined(labelled) if self.cfg.labelled else None)
+        return _joined(found), (_joined(labelled) if self.cfg.labelled else None)
 
     def _search(self, Q: np.ndarray, stored: tuple[np.ndarray, np.ndarray], S_new: np.ndarray, pid: np.ndarray,
                 postdate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
