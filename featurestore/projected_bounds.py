@@ -22,7 +22,6 @@ Which basis is used changes only how many candidates there are, never the result
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
@@ -33,24 +32,39 @@ CHUNK = 65536      # rows projected at a time (float64 work space CHUNK x D)
 GEMV_QUERIES = 4   # up to this many queries, one matrix-vector product each (measured faster than one gemm)
 BLOCK = 256        # rows per block maximum in ``candidates``
 PREFILTER_MARGIN = 1e-6  # widens the prefilter past the float32 rounding of its threshold
-PARALLEL_ROWS = 100_000  # from this many stored rows the one-query product runs on two BLAS threads
+PARALLEL_ROWS = 100_000  # from this many stored rows the one-query product runs on two threads (``_product``)
 TINY = 1e-14       # added under square roots: covers float64 cancellation in |e|^2 - |z|^2
 
 
-_CONTROLLER: list = []  # the process's BLAS / OpenMP pools (threadpoolctl), found once on first use
+_HELPERS: dict = {}  # created on first use: the BLAS pools (threadpoolctl) and one product thread
 
 
-def _blas_threads(n: int):
-    """Two BLAS threads for a product over ``n >= PARALLEL_ROWS`` stored rows (where it is memory-bound
-    and a served request's one thread leaves the second core idle: 486,194 rows 6.3 -> 4.7 ms,
-    BENCHMARKS.md "Serving"), else the current setting. The bounds hold for any summation order."""
-    if n < PARALLEL_ROWS or (os.cpu_count() or 1) < 2:
-        return contextlib.nullcontext()
-    if not _CONTROLLER:
+def _helpers() -> dict:
+    if not _HELPERS:
+        from concurrent.futures import ThreadPoolExecutor
+
         from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=2, user_api="blas")
+        _HELPERS["pools"] = ThreadpoolController()
+        _HELPERS["thread"] = ThreadPoolExecutor(1, thread_name_prefix="projected-product")
+    return _HELPERS
+
+
+def _product(z: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(n,) float32 ``z @ q``. From ``PARALLEL_ROWS`` rows (memory-bound; a served request runs one
+    thread and leaves the second core idle) the two halves of the rows go to two threads, each a
+    one-thread BLAS call (numpy releases the GIL), not to a two-thread BLAS: OpenBLAS's own workers
+    spin for about 0.1 s after each call, and between a service's requests they took the second core
+    from everything else (polars, the image helper process). The bounds hold for any summation order."""
+    n = len(z)
+    if n < PARALLEL_ROWS or (os.cpu_count() or 1) < 2:
+        return z @ q
+    h, half, out = _helpers(), n // 2, np.empty(n, np.float32)
+    with h["pools"].limit(limits=1, user_api="blas"):
+        second = h["thread"].submit(np.matmul, z[half:], q, out=out[half:])
+        np.matmul(z[:half], q, out=out[:half])
+        second.result()
+    return out
 
 
 def _residual_norms(X: np.ndarray, Z: np.ndarray) -> np.ndarray:
@@ -144,8 +158,7 @@ class ProjectedBounds:
         """``(p, rho_q, slack)`` of query row ``q`` (D,): (n,) float32 products with the first n projected
         rows (the one pass over them), its float32 residual norm and slack: ``candidates_of``'s input."""
         zq, rho, slack = self.project(q[None, :])
-        with _blas_threads(n):
-            p = self.z_[:n] @ zq[0].astype(np.float32)                     # (n,): the one pass over z_
+        p = _product(self.z_[:n], zq[0].astype(np.float32))                # (n,): the one pass over z_
         return p, np.float32(rho[0]), np.float32(slack)
 
     def candidates_of(self, products: tuple[np.ndarray, np.float32, np.float32], k: int,

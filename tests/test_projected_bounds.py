@@ -86,8 +86,9 @@ def test_one_query_candidates_hold_the_full_pass_candidates(rank):
                     assert len(got) < 100, "the one-query pass hardly pruned"
 
 
-def test_two_blas_threads_give_the_same_candidates(monkeypatch):
-    """Over many stored rows the one-query product runs on two BLAS threads: the same candidates."""
+def test_two_threads_give_the_same_candidates(monkeypatch):
+    """Over many stored rows the one-query product runs on two threads, half the rows each: the same
+    candidates, and the products of the halves are the rows' products."""
     import featurestore.projected_bounds as pbm
 
     E = _rows(3000, 40, seed=5)
@@ -95,5 +96,9 @@ def test_two_blas_threads_give_the_same_candidates(monkeypatch):
     Q = np.vstack([E[[0, 7]], _rows(3, 40, seed=13)])
     one = [pb.candidates(q, 3000, 8) for q in Q]
     monkeypatch.setattr(pbm, "PARALLEL_ROWS", 1)
+    monkeypatch.setattr(pbm.os, "cpu_count", lambda: 2)
     two = [pb.candidates(q, 3000, 8) for q in Q]
     assert all(np.array_equal(a, b) for a, b in zip(one, two))
+    for n in (2, 3, 2999):
+        q = Q[2].astype(np.float32)[:8]
+        np.testing.assert_allclose(pbm._product(pb.z_[:n], q), pb.z_[:n] @ q, rtol=1e-5, atol=1e-6)
