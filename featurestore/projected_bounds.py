@@ -162,12 +162,16 @@ class ProjectedBounds:
         return p, np.float32(rho[0]), np.float32(slack)
 
     def candidates_of(self, products: tuple[np.ndarray, np.float32, np.float32], k: int,
-                      hidden: np.ndarray | None = None) -> np.ndarray:
-        """``candidates`` from a query's ``products`` (not changed: several searches may share them)."""
+                      hidden: np.ndarray | None = None, allowed: np.ndarray | None = None) -> np.ndarray:
+        """``candidates`` from a query's ``products`` (not changed: several searches may share them);
+        ``allowed``: (>= n,) bool, only its true rows may be candidates (one pass where a long ``hidden``
+        list would be a scattered write)."""
         p, rho_q, slack32 = products
         n = len(p)
+        if allowed is not None:
+            p = np.where(allowed[:n], p, np.float32(-np.inf))
         if hidden is not None and len(hidden):
-            p = p.copy()
+            p = p.copy() if allowed is None else p
             p[hidden[hidden < n]] = -np.inf
         spread_max = rho_q * self.rho_max_ + slack32
         pad = -len(p) % BLOCK

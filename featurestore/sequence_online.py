@@ -89,7 +89,7 @@ class NeighbourLookup:
         self.dim_ = emb.shape[1]
         self.emb_ = pad_columns(np.ascontiguousarray(np.asarray(emb, np.float32)[order]))  # (N, D16) time order
         self.bounds_ = ProjectedBounds(rank=projection_rank).fit(self.emb_)  # the candidate pass
-        self.unlabelled_ = np.flatnonzero(~np.isfinite(self.y_visible_))  # time-order rows without a visible label
+        self.labelled_ = np.isfinite(self.y_visible_)  # (N,) time-order rows with a visible label
         self.by_pid_ = np.argsort(self.pid_, kind="stable")  # (N,) time-order rows in pid order
         self.sorted_pid_ = self.pid_[self.by_pid_]
 
@@ -140,8 +140,7 @@ class NeighbourLookup:
             cols = self.bounds_.candidates_of(products, self.cfg.k, replaced)
             found.append((np.full(len(cols), i, np.int64), cols))
             if self.cfg.labelled:
-                hidden = np.concatenate([replaced, self.unlabelled_[self.unlabelled_ < n]])
-                cols = self.bounds_.candidates_of(products, self.cfg.k, hidden)
+                cols = self.bounds_.candidates_of(products, self.cfg.k, replaced, allowed=self.labelled_)
                 labelled.append((np.full(len(cols), i, np.int64), cols))
         return _joined(found), (_joined(labelled) if self.cfg.labelled else None)
 

@@ -26,6 +26,14 @@ USER_TABLES = ("posts", "users", "additional", "categories", "text", "temporal",
 class _ByUser:
     table: pa.Table      # rows ordered by (user code, pid)
     starts: np.ndarray   # (U + 1,) int64: user code u's rows are [starts[u], starts[u + 1])
+    pids: np.ndarray     # (rows,) int64: the table's pid column
+
+    def rows_of(self, code: int, exclude: np.ndarray | None) -> list[pa.Table]:
+        """User ``code``'s rows as zero-copy slices, without the pids in ``exclude``."""
+        s, e = int(self.starts[code]), int(self.starts[code + 1])
+        cut = s + np.flatnonzero(np.isin(self.pids[s:e], exclude)) if exclude is not None else ()
+        bounds = [s, *(b for c in cut for b in (c, c + 1)), e]  # the rows between excluded ones
+        return [self.table.slice(a, b - a) for a, b in zip(bounds[::2], bounds[1::2]) if b > a]
 
 
 class StoredRows:
@@ -66,19 +74,23 @@ class StoredRows:
         code = self._codes(table["pid"].to_numpy())
         order = np.lexsort((table["pid"].to_numpy(), code))
         starts = np.searchsorted(code[order], np.arange(len(self.users) + 1))
-        return _ByUser(table.take(pa.array(order)), starts.astype(np.int64))
+        table = table.take(pa.array(order))
+        return _ByUser(table, starts.astype(np.int64), table["pid"].to_numpy())
 
     def of_users(self, uids: list[str], exclude_pids: np.ndarray | None = None) -> dict[str, pa.Table]:
         """Each table's rows of the stored posts of ``uids`` (unknown uids: none), without ``exclude_pids``."""
         at = np.searchsorted(self.users, np.asarray(sorted(set(uids)), dtype=str))
         known = [int(a) for a, u in zip(at, sorted(set(uids))) if a < len(self.users) and self.users[a] == u]
+        exclude = None
+        if exclude_pids is not None and len(exclude_pids):  # only stored pids can be excluded: a new post's is not
+            stored = np.asarray(exclude_pids, np.int64)
+            at = np.minimum(np.searchsorted(self.pids_sorted, stored), max(len(self.pids_sorted) - 1, 0))
+            stored = np.unique(stored[self.pids_sorted[at] == stored]) if len(self.pids_sorted) else stored[:0]
+            exclude = stored if len(stored) else None
         out = {}
         for name, g in self._by_user.items():
-            parts = [g.table.slice(g.starts[c], g.starts[c + 1] - g.starts[c]) for c in known]
-            t = pa.concat_tables(parts) if parts else g.table.slice(0, 0)
-            if exclude_pids is not None and len(exclude_pids) and t.num_rows:
-                t = t.filter(pc.invert(pc.is_in(t["pid"], value_set=pa.array(exclude_pids, pa.int64()))))
-            out[name] = t
+            parts = [part for c in known for part in g.rows_of(c, exclude)]
+            out[name] = (parts[0] if len(parts) == 1 else pa.concat_tables(parts)) if parts else g.table.slice(0, 0)
         return out
 
     def crawled_of(self, pathaliases: list[str | None]) -> pa.Table | None:

@@ -53,8 +53,7 @@ class ConformalInterval:
 
     def raw(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, F) -> the quantile models' own (lo, hi), each (N,); crossing pairs are sorted."""
-        lo, hi = self.lower.predict(X), self.upper.predict(X)
-        return np.minimum(lo, hi), np.maximum(lo, hi)
+        return _sorted(self.lower.predict(X), self.upper.predict(X))
 
     def calibrate(self, X: np.ndarray, y: np.ndarray) -> "ConformalInterval":
         """Learn the margin on calibration posts (the val split) that neither model fitted."""
@@ -66,5 +65,13 @@ class ConformalInterval:
 
     def predict(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, F) -> conformalised (lo, hi), each (N,)."""
-        lo, hi = self.raw(X)
+        return self.conformalised(self.lower.predict(X), self.upper.predict(X))
+
+    def conformalised(self, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The interval (lo, hi) from the ``lower`` and ``upper`` models' predictions (``predict``'s last step)."""
+        lo, hi = _sorted(lower, upper)
         return lo - self.margin_, hi + self.margin_
+
+
+def _sorted(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.minimum(lower, upper), np.maximum(lower, upper)

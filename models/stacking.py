@@ -24,6 +24,7 @@ data-parallel GBDT (``data_parallel_workers``) runs its fits from this process o
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import Callable, Iterable
 
 import numpy as np
@@ -347,10 +348,21 @@ class StackedEnsemble(RegressorMixin, BaseEstimator):
 
     def predict_base(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """(n, d) -> name -> (n,) prediction of each refitted base learner."""
+        return {n: call() for n, call in self.base_calls(X).items()}
+
+    def base_calls(self, X: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
+        """name -> the call that gives ``predict_base(X)[name]`` (independent calls: any order, any thread)."""
         check_is_fitted(self, "base_models_")
-        return {n: np.asarray(model.predict(X), dtype=np.float64) for n, model in self.base_models_.items()}
+        return {n: partial(_float64_predict, model, X) for n, model in self.base_models_.items()}
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """(n, d) -> (n,) meta-learner prediction over the base learners' predictions."""
-        base = self.predict_base(X)
+        return self.combine(self.predict_base(X))
+
+    def combine(self, base: dict[str, np.ndarray]) -> np.ndarray:
+        """The meta-learner's prediction from ``predict_base``'s output (``predict``'s last step)."""
         return self.meta_model_.predict(np.column_stack([base[n] for n in self.base_models_]))
+
+
+def _float64_predict(model, X: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(X), dtype=np.float64)

@@ -17,6 +17,7 @@ metrics stay out of sample.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import partial
 from dataclasses import dataclass, field, replace
 
@@ -231,12 +232,29 @@ class StackBundle:
     feature_names: list[str]
     feature_groups: tuple[str, ...]
 
-    def predict(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """(N, F) features in ``feature_names`` order -> {"pred", "interval_lo", "interval_hi"}."""
-        out = {"pred": self.ensemble.predict(X)}
+    def predict(self, X: np.ndarray, run: Callable[[dict], dict] | None = None) -> dict[str, np.ndarray]:
+        """(N, F) features in ``feature_names`` order -> {"pred", "interval_lo", "interval_hi"}.
+
+        ``run``: how the independent model calls (``parts``) are made, name -> callable in, name ->
+        output out (e.g. ``models.part_runner.PartRunner``: over two threads); None: one after another.
+        """
+        parts = self.parts(X)
+        got = {name: call() for name, call in parts.items()} if run is None else run(parts)
+        out = {"pred": self.ensemble.combine({n: got[f"base:{n}"] for n in self.ensemble.base_models_})}
         if self.interval is not None:
-            out |= dict(zip(INTERVAL_COLUMNS, self.interval.predict(X)))
+            out |= dict(zip(INTERVAL_COLUMNS, self.interval.conformalised(got["interval:lower"],
+                                                                          got["interval:upper"])))
         return out
+
+    def parts(self, X: np.ndarray) -> dict[str, Callable[[], np.ndarray]]:
+        """The model calls ``predict(X)`` combines, each independent of the others: ``base:<learner>``
+        (``StackedEnsemble.predict_base``'s values) and ``interval:lower`` / ``interval:upper``."""
+        out = {f"base:{n}": call for n, call in self.ensemble.base_calls(X).items()}
+        if self.interval is not None:
+            out |= {"interval:lower": partial(self.interval.lower.predict, X),
+                    "interval:upper": partial(self.interval.upper.predict, X)}
+        return out
+
 
 
 def interval_coverage(part: pl.DataFrame) -> dict | None:

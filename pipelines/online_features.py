@@ -151,25 +151,29 @@ class OnlineFeatures:
 
     def rows(self, records: list[dict]) -> list[pa.Table]:
         """For each table of ``self.tables``, the new posts' rows: pid + its model-input columns, in input order."""
-        with tempfile.TemporaryDirectory(prefix="smpp-predict-") as tmp:  # frozen encoders' scratch roots
-            new = new_post_tables(records, self.paths.smpd_dir, self.next_pid)
-            new_pids = new["posts"]["pid"]
-            built: dict[str, pa.Table | Future] = {}
-            if self._images is not None:  # the images are measured meanwhile in the helper process
-                built[IMAGE_STATS] = self._submit_images(new)
+        new = new_post_tables(records, self.paths.smpd_dir, self.next_pid)
+        new_pids = new["posts"]["pid"]
+        built: dict[str, pa.Table | Future] = {}
+        if self._images is not None:  # the images are measured meanwhile in the helper process
+            built[IMAGE_STATS] = self._submit_images(new)
+        scratch: list[tempfile.TemporaryDirectory] = []  # frozen encoders' scratch roots, made where needed
 
-            def rows_of(table: str) -> pa.Table:
-                if table in self.sql_tables and table not in built:
-                    built.update(self._sql_rows(new))
-                elif table not in built:
-                    built[table] = self._build(table, new, Path(tmp), rows_of)
-                elif isinstance(built[table], Future):
-                    built[table] = self._image_result(built[table], new)
-                return built[table]
+        def rows_of(table: str) -> pa.Table:
+            if table in self.sql_tables and table not in built:
+                built.update(self._sql_rows(new))
+            elif table not in built:
+                built[table] = self._build(table, new, scratch, rows_of)
+            elif isinstance(built[table], Future):
+                built[table] = self._image_result(built[table], new)
+            return built[table]
 
+        try:
             for t in sorted(self.tables, key=lambda t: t in (IMAGE_STATS, SEQUENCE)):  # the image rows last
                 rows_of(t)
             return [_in_order(rows_of(t), new_pids) for t in self.tables]
+        finally:
+            for tmp in scratch:
+                tmp.cleanup()
 
     def _image_args(self, new: dict[str, pa.Table]) -> tuple:
         return new["posts"].select(["pid", "postdate"]), new["images"], self.paths.smpd_dir, self.configs[IMAGE_STATS]
@@ -201,9 +205,10 @@ class OnlineFeatures:
             self._images.shutdown(cancel_futures=True)
             self._images = None
 
-    def _build(self, table: str, new: dict[str, pa.Table], scratch: Path, rows_of) -> pa.Table:
+    def _build(self, table: str, new: dict[str, pa.Table], scratch: list, rows_of) -> pa.Table:
         if get_table(table).kind == "embedding":
-            return self._encoder_rows(table, new, scratch)
+            scratch.append(tempfile.TemporaryDirectory(prefix="smpp-predict-"))
+            return self._encoder_rows(table, new, Path(scratch[-1].name))
         if table == "features_text":
             return text_rows(text_inputs(new["text"], new["posts"]), self.text_model)
         if table == IMAGE_STATS:
@@ -234,8 +239,9 @@ class OnlineFeatures:
             keys = new["posts"].select(["pid", "uid", "postdate"]).join(
                 new["categories"].select(["pid", "category", "subcategory", "concept"]), "pid")
             rows = sql_groups_rows(by_sql, tables, self.fitted.rows_for(keys))
-            out |= {t: rows[self.groups[t].name] for t in self.sql_tables if t not in out}
-        return {t: r.filter(pc.is_in(r["pid"], value_set=new_pids)) for t, r in out.items()}
+            out |= {t: (r := rows[self.groups[t].name]).filter(pc.is_in(r["pid"], value_set=new_pids))
+                    for t in self.sql_tables if t not in out}  # a kernel gives the rows of ``pids`` alone
+        return out
 
     def _encoder_rows(self, name: str, new: dict[str, pa.Table], scratch: Path) -> pa.Table:
         """Model-input columns of embedding table ``name`` for the new posts (its encoder, the stage's params)."""

@@ -10,8 +10,9 @@ Thread safety: ``predict`` and ``similar`` may be called from many threads at on
 threadpool). Input checks and warnings run unlocked; building the features and calling the model
 hold one lock, and so does a similar-post lookup (its first call writes the FAISS index cache).
 A batch of posts already uses every core (BLAS, LightGBM, polars run multi-threaded), and a
-request of a few posts runs single-threaded (``_pools``), so serialising costs little throughput
-and rules out races in the libraries' global state.
+request of a few posts runs single-threaded (``_pools``) but for its model calls, which one side
+thread shares (``models.part_runner.PartRunner``), so serialising costs little throughput and
+rules out races in the libraries' global state.
 Opening loads everything once (stored rows by user, fitted artefacts, the stacked model).
 """
 
@@ -21,6 +22,7 @@ import contextlib
 import hashlib
 import io
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,6 +38,7 @@ from featurestore.ingest import IngestConfig
 from featurestore.paths import Paths
 from featurestore.smpd_values import Bounds
 from models.matrix import aligned_matrix
+from models.part_runner import PartRunner
 from pipelines.fingerprint import digest_of
 from pipelines.manifest import open_run, read_manifest
 from pipelines.online_features import OnlineFeatures
@@ -87,6 +90,7 @@ class Predictor:
         self.store = StoreSummary.load(paths)
         self._lock = threading.Lock()
         self._threads = ThreadpoolController()  # the BLAS / OpenMP pools of the loaded libraries
+        self._parts = PartRunner() if (os.cpu_count() or 1) >= 2 else None  # a small request's model calls
 
     @classmethod
     def open(cls, root: Path, smpd_dir: Path | None = None, params_file: Path | None = None, *,
@@ -100,8 +104,12 @@ class Predictor:
         return cls(Paths(root=Path(root), smpd=run.smpd_dir), run.params, run.manifest, image_process=image_process)
 
     def close(self) -> None:
-        """Stop the helper process, if any (the Predictor still predicts, measuring images itself)."""
+        """Stop the helper process, if any (the Predictor still predicts, measuring images itself), and
+        the model's side thread (its model calls then run one after another)."""
         self.online.close()
+        if self._parts is not None:
+            self._parts.close()
+            self._parts = None
 
     @property
     def stored_posts(self) -> int:
@@ -127,7 +135,8 @@ class Predictor:
         records = validate_posts(records, self.bounds)
         with self._lock, self._pools(len(records)):
             pids, X = self.features(records)
-            out = pl.DataFrame({"pid": pids} | self.bundle.predict(X))
+            small = self._parts is not None and len(records) <= SMALL_REQUEST  # one thread per call: two cores
+            out = pl.DataFrame({"pid": pids} | self.bundle.predict(X, run=self._parts.run if small else None))
         out = pl.concat([out, post_warnings(self.store, records, out["pid"].to_list())], how="horizontal")
         flagged = [w for w in out["warnings"].to_list() if w]
         if flagged:

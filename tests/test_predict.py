@@ -91,10 +91,16 @@ def _stored_rows(paths, table: str, pids: list[int]) -> pl.DataFrame:
     return stored.filter(pl.col("pid").is_in(pids)).sort("pid")
 
 
-def test_replayed_stored_posts_get_their_stored_features(run):
+@pytest.mark.parametrize("kernels", [True, False], ids=["kernels", "sql"])
+def test_replayed_stored_posts_get_their_stored_features(run, kernels, monkeypatch):
     """Posts of every split and several of one user, each replayed alone: every model-input table's
     online rows equal the stored batch rows (a replayed train post's own label never reaches its
-    features; replayed together, a user's posts would be unlabelled for each other, as new posts are)."""
+    features; replayed together, a user's posts would be unlabelled for each other, as new posts are).
+    ``sql``: the SQL groups through their SQL instead of their in-process kernels."""
+    import pipelines.online_features
+
+    if not kernels:
+        monkeypatch.setattr(pipelines.online_features, "KERNELS", {})
     paths, params = run
     predictor = Predictor(paths, params)
     split = pl.read_parquet(paths.table("split")).join(pl.read_parquet(paths.table("posts"), columns=["pid", "uid"]),

@@ -84,6 +84,12 @@ def test_one_query_candidates_hold_the_full_pass_candidates(rank):
                     assert len(got) == allowed  # every allowed row
                 elif rank == 40 and n == 3000 and hide is None and not (q == 0).all():
                     assert len(got) < 100, "the one-query pass hardly pruned"
+                if hide is not None:  # the same rows hidden by an ``allowed`` mask, alone or with a list
+                    mask = np.ones(3000, bool)
+                    mask[hide] = False
+                    products = pb.products(q, n)
+                    assert np.array_equal(pb.candidates_of(products, k, allowed=mask), got)
+                    assert np.array_equal(pb.candidates_of(products, k, hide[::2], allowed=mask), got)
 
 
 def test_two_threads_give_the_same_candidates(monkeypatch):
